@@ -1,0 +1,177 @@
+"""The one record type of the pipeline and the one schema of its export.
+
+A :class:`Record` is one image on its way from a source loader to a Parquet row. Every stage
+takes records and fills in its fields (faces, normalised score, level, question/answer, split);
+nothing else carries per-image state. A :class:`Rejection` is an item that left the pipeline, with
+the stage and the reason; rejections are counted, reported and exported to ``rejected.parquet``.
+
+``FEATURES`` (the ``datasets`` features, with the Image feature for the bytes) and
+``ARROW_SCHEMA`` derived from it are the single declaration of the exported row (SPEC 2.8); the
+writer, the reader in ``hae_model`` and the tests all use them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import datasets
+import pyarrow as pa
+
+from annotation_schema import load_standard
+
+__all__ = [
+    "ARROW_SCHEMA",
+    "FEATURES",
+    "PARTS",
+    "REJECTION_SCHEMA",
+    "Face",
+    "Part",
+    "Record",
+    "Rejection",
+    "record_to_row",
+]
+
+Part = Literal["overall", "fine_grained"]
+#: The two configurations of the exported dataset: the 58K overall part and the 50K 12-dim part.
+PARTS: tuple[Part, ...] = ("overall", "fine_grained")
+N_DIMS = len(load_standard().dimensions)
+
+
+@dataclass(slots=True)
+class Face:
+    """One detection: box ``[x1, y1, x2, y2]`` in displayed-image pixels, confidence, 5 landmarks
+    as ``[x1, y1, ..., x5, y5]``."""
+
+    box: list[float]
+    score: float
+    landmarks: list[float]
+
+
+@dataclass(slots=True, kw_only=True)
+class Record:
+    """One image and everything the pipeline knows about it.
+
+    ``raw_score`` is on the source's own scale (already a MOS where the source has raters);
+    ``score`` is the normalised overall score in [0,1]. For ``fine_grained`` rows
+    ``dimension_scores`` holds the 12 MOS values in the standard's vector order and ``score`` is
+    the Overall Aesthetic dimension.
+    """
+
+    source: str
+    file_name: str
+    image_path: str
+    part: Part = "overall"
+    image_id: str | None = None
+    raw_score: float | None = None
+    rater_count: int | None = None
+    score_std: float | None = None
+    dimension_scores: list[float] | None = None
+    dimension_std: list[float] | None = None
+    score: float | None = None
+    level: str | None = None
+    dimension_levels: list[str] | None = None
+    question: str | None = None
+    answer: str | None = None
+    width: int | None = None
+    height: int | None = None
+    faces: list[Face] | None = None
+    split: str | None = None
+    quick: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class Rejection:
+    """An item that was dropped, with where and why. ``detail`` is free text for a person."""
+
+    source: str
+    file_name: str
+    reason: str
+    stage: str
+    detail: str = ""
+    image_path: str | None = None
+    image_id: str | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The row written to ``rejected.parquet``."""
+        return asdict(self)
+
+
+_FACE = {
+    "box": datasets.Sequence(datasets.Value("float32"), length=4),
+    "score": datasets.Value("float32"),
+    "landmarks": datasets.Sequence(datasets.Value("float32"), length=10),
+}
+
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "image_id": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "file_name": datasets.Value("string"),
+        "part": datasets.Value("string"),
+        "raw_score": datasets.Value("float64"),
+        "score": datasets.Value("float32"),
+        "level": datasets.Value("string"),
+        "question": datasets.Value("string"),
+        "answer": datasets.Value("string"),
+        "dimension_scores": datasets.Sequence(datasets.Value("float32"), length=N_DIMS),
+        "dimension_levels": datasets.Sequence(datasets.Value("string"), length=N_DIMS),
+        "dimension_std": datasets.Sequence(datasets.Value("float32"), length=N_DIMS),
+        "rater_count": datasets.Value("int32"),
+        "score_std": datasets.Value("float32"),
+        "width": datasets.Value("int32"),
+        "height": datasets.Value("int32"),
+        "face_count": datasets.Value("int32"),
+        "faces": datasets.List(_FACE),
+        "split": datasets.Value("string"),
+        "quick": datasets.Value("bool"),
+        "metadata": datasets.Value("string"),
+    }
+)
+#: Arrow schema of an exported shard; its metadata carries the features, so ``datasets`` decodes
+#: the ``image`` column as an Image without being told.
+ARROW_SCHEMA: pa.Schema = FEATURES.arrow_schema
+
+REJECTION_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("file_name", pa.string()),
+        ("reason", pa.string()),
+        ("stage", pa.string()),
+        ("detail", pa.string()),
+        ("image_path", pa.string()),
+        ("image_id", pa.string()),
+    ]
+)
+
+
+def record_to_row(record: Record, image_bytes: bytes) -> dict[str, Any]:
+    """The export row of ``record`` (SPEC 2.8), with the image bytes embedded."""
+    faces = record.faces or []
+    return {
+        "image": {"bytes": image_bytes, "path": record.file_name},
+        "image_id": record.image_id,
+        "source": record.source,
+        "file_name": record.file_name,
+        "part": record.part,
+        "raw_score": record.raw_score,
+        "score": record.score,
+        "level": record.level,
+        "question": record.question,
+        "answer": record.answer,
+        "dimension_scores": record.dimension_scores,
+        "dimension_levels": record.dimension_levels,
+        "dimension_std": record.dimension_std,
+        "rater_count": record.rater_count,
+        "score_std": record.score_std,
+        "width": record.width,
+        "height": record.height,
+        "face_count": len(faces),
+        "faces": [{"box": f.box, "score": f.score, "landmarks": f.landmarks} for f in faces],
+        "split": record.split,
+        "quick": record.quick,
+        "metadata": json.dumps(record.metadata, sort_keys=True, default=str),
+    }
