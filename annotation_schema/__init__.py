@@ -12,6 +12,7 @@ a file for other tools (a test keeps the two equal).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -191,7 +192,7 @@ def _validate(raw: dict[str, Any]) -> Standard:
     words, bounds = std.level_words, std.level_upper_bounds
     if len(words) != 5 or len(set(words)) != 5 or len(bounds) != 5:
         _fail("need five distinct level words and five upper bounds")
-    if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)) or bounds[-1] != 1.0:
+    if any(b <= a for a, b in itertools.pairwise(bounds)) or bounds[-1] != 1.0:
         _fail("level upper bounds must increase strictly and end at 1.0")
     if len(std.overall_questions) != 5 or len(std.fine_grained_questions) != 5:
         _fail("need five overall and five 12-dimension question paraphrases")

@@ -157,7 +157,9 @@ def _orientation(img: Image.Image) -> int:
         return 1
 
 
-def read_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def read_image(
+    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
     """Read and decode the file at ``path``; a missing file is ``missing_file``."""
     p = Path(path)
     try:
