@@ -1,0 +1,502 @@
+"""Export (SPEC 2.8): Parquet shards with embedded images, a dataset card, stats and rejections.
+
+Layout of an export folder::
+
+    data/overall/train-00000-of-00002.parquet   rows of ``records.ARROW_SCHEMA``
+    data/overall/test-00000-of-00001.parquet
+    data/fine_grained/{train,test}-*.parquet
+    README.md          dataset card: YAML ``configs`` (overall, fine_grained), stats, licences
+    stats.json         per-source counts, score ranges, levels and rejections by reason
+    rejected.parquet   every dropped item with source, stage and reason (no image bytes)
+
+Everything is first written into a staging folder next to the target and then moved into place
+entry by entry, so a crash never leaves a half-written shard under a final name, and a
+re-export replaces every managed entry: no stale shard of an earlier, larger export survives.
+Rows are ordered by (source, image_id) within each shard set, so the same input gives the same
+bytes whatever order the records arrive in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from annotation_schema import load_standard
+from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, export_bytes
+from hae_data.records import ARROW_SCHEMA, PARTS, REJECTION_SCHEMA, Record, Rejection, record_to_row
+from hae_data.sources.catalog import CATALOG, SourceInfo
+
+__all__ = [
+    "DEFAULT_ROW_GROUP_MAX_BYTES",
+    "DEFAULT_SHARD_MAX_BYTES",
+    "MANAGED_ENTRIES",
+    "SPLITS",
+    "ExportSummary",
+    "export_dataset",
+    "write_rejections",
+]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+#: The Hub's Parquet conversion aims at ~500 MB shards.
+DEFAULT_SHARD_MAX_BYTES = 500 * 2**20
+#: The dataset viewer wants row groups of at most 100-300 MB; smaller keeps memory bounded too.
+DEFAULT_ROW_GROUP_MAX_BYTES = 100 * 2**20
+#: Entries of an export folder that a re-export replaces. Anything else in the folder (a flow's
+#: work directory, a user's notes) is left alone.
+MANAGED_ENTRIES = ("data", "README.md", "stats.json", "stats.md", "rejected.parquet", "plots")
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote: shard paths per part and split, row counts and per-source stats."""
+
+    output_dir: Path
+    shards: dict[str, dict[str, list[str]]]
+    rows: dict[str, dict[str, int]]
+    rejected: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_rows(self) -> int:
+        """Rows written over every part and split."""
+        return sum(n for splits in self.rows.values() for n in splits.values())
+
+
+class _ShardSet:
+    """Writes one (part, split) as shards of bounded size made of bounded row groups."""
+
+    def __init__(self, folder: Path, split: str, shard_max: int, group_max: int) -> None:
+        self.folder, self.split = folder, split
+        self.shard_max, self.group_max = shard_max, group_max
+        self.paths: list[Path] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_bytes = 0
+        self._shard_bytes = 0
+
+    def add(self, row: dict[str, Any], nbytes: int) -> None:
+        if self._buffer and self._buffer_bytes + nbytes > self.group_max:
+            self._flush()
+        if self._writer is not None and self._shard_bytes + self._buffer_bytes + nbytes > (
+            self.shard_max
+        ):
+            self._flush()
+            self._close_shard()
+        self._buffer.append(row)
+        self._buffer_bytes += nbytes
+        self.rows += 1
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        if self._writer is None:
+            path = self.folder / f"{self.split}-{len(self.paths):05d}.parquet.tmp"
+            self.paths.append(path)
+            self._writer = pq.ParquetWriter(path, ARROW_SCHEMA, compression="zstd")
+            self._shard_bytes = 0
+        table = pa.Table.from_pylist(self._buffer, schema=ARROW_SCHEMA)
+        self._writer.write_table(table, row_group_size=len(self._buffer))
+        self._shard_bytes += self._buffer_bytes
+        self._buffer, self._buffer_bytes = [], 0
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def close(self) -> list[Path]:
+        """Finish the last shard and give every shard its final ``-of-N`` name."""
+        self._flush()
+        self._close_shard()
+        final = []
+        for i, tmp in enumerate(self.paths):
+            dest = self.folder / f"{self.split}-{i:05d}-of-{len(self.paths):05d}.parquet"
+            os.replace(tmp, dest)
+            final.append(dest)
+        return final
+
+
+def export_dataset(
+    records: Iterable[Record],
+    rejections: Iterable[Rejection],
+    output_dir: str | os.PathLike[str],
+    *,
+    shard_max_bytes: int = DEFAULT_SHARD_MAX_BYTES,
+    row_group_max_bytes: int = DEFAULT_ROW_GROUP_MAX_BYTES,
+    sources: Mapping[str, SourceInfo] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> ExportSummary:
+    """Write records and rejections as an export folder (see the module docstring).
+
+    Every record must be complete: ``image_id``, ``score``, ``level``, ``question``, ``answer``
+    and ``split`` set (the pipeline's earlier stages do that). An image that can no longer be
+    read at export time becomes a rejection (stage ``export``), not a crash. ``extra_files``
+    maps names inside the folder (``plots/overall.png``) to files copied in with the export.
+    """
+    if shard_max_bytes <= 0 or row_group_max_bytes <= 0:
+        raise ValueError("shard_max_bytes and row_group_max_bytes must be positive")
+    out = Path(output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    infos = dict(CATALOG if sources is None else sources)
+    stage = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
+    stage.mkdir()
+    try:
+        rejected = list(rejections)
+        recs = _check_records(records)
+        shard_sets: dict[tuple[str, str], _ShardSet] = {}
+        exported: list[Record] = []
+        for rec in recs:
+            try:
+                data = export_bytes(rec.image_path, max_pixels=max_pixels)
+            except (ImageDecodeError, OSError) as exc:
+                reason = exc.reason if isinstance(exc, ImageDecodeError) else "unreadable_file"
+                rejected.append(
+                    Rejection(
+                        source=rec.source,
+                        file_name=rec.file_name,
+                        image_path=rec.image_path,
+                        image_id=rec.image_id,
+                        reason=reason,
+                        stage="export",
+                        detail=str(exc),
+                    )
+                )
+                continue
+            key = (rec.part, rec.split or "")
+            if key not in shard_sets:
+                folder = stage / "data" / rec.part
+                folder.mkdir(parents=True, exist_ok=True)
+                shard_sets[key] = _ShardSet(folder, key[1], shard_max_bytes, row_group_max_bytes)
+            shard_sets[key].add(record_to_row(rec, data), len(data) + 2048)
+            exported.append(rec)
+
+        shards: dict[str, dict[str, list[str]]] = defaultdict(dict)
+        rows: dict[str, dict[str, int]] = defaultdict(dict)
+        for (part, split), shard_set in sorted(shard_sets.items()):
+            paths = shard_set.close()
+            shards[part][split] = [str(p.relative_to(stage)) for p in paths]
+            rows[part][split] = shard_set.rows
+
+        write_rejections(rejected, stage / "rejected.parquet")
+        stats = _stats(exported, rejected, infos)
+        (stage / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        (stage / "README.md").write_text(_card(shards, stats, infos), encoding="utf-8")
+        for name, src in (extra_files or {}).items():
+            dest = stage / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+        _swap_into_place(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+    summary = ExportSummary(
+        output_dir=out,
+        shards={p: dict(s) for p, s in shards.items()},
+        rows={p: dict(s) for p, s in rows.items()},
+        rejected=len(rejected),
+        stats=stats,
+    )
+    log.info(
+        "exported %d rows (%s) and %d rejections to %s",
+        summary.total_rows,
+        ", ".join(f"{p}/{s}={n}" for p, sp in summary.rows.items() for s, n in sp.items()),
+        summary.rejected,
+        out,
+    )
+    return summary
+
+
+def _check_records(records: Iterable[Record]) -> list[Record]:
+    """Complete, unique records sorted into their export order; raises on a pipeline bug."""
+    recs = list(records)
+    seen: dict[tuple[str, str], Record] = {}
+    for rec in recs:
+        missing = [
+            name
+            for name in ("image_id", "score", "level", "question", "answer", "split")
+            if getattr(rec, name) is None
+        ]
+        if missing:
+            raise ValueError(f"{rec.source}/{rec.file_name}: not ready for export, {missing} unset")
+        if rec.part not in PARTS:
+            raise ValueError(f"{rec.source}/{rec.file_name}: unknown part {rec.part!r}")
+        if rec.split not in SPLITS:
+            raise ValueError(f"{rec.source}/{rec.file_name}: unknown split {rec.split!r}")
+        key = (rec.part, rec.image_id)  # type: ignore[assignment]
+        if key in seen:
+            first = seen[key]
+            raise ValueError(
+                f"image {rec.image_id} appears twice ({first.source}/{first.file_name} and "
+                f"{rec.source}/{rec.file_name}); drop duplicates before export"
+            )
+        seen[key] = rec  # type: ignore[index]
+    recs.sort(key=lambda r: (r.source, r.image_id))
+    return recs
+
+
+def write_rejections(rejections: Iterable[Rejection], path: str | os.PathLike[str]) -> int:
+    """Write rejections to a Parquet file (written under a temporary name, then renamed)."""
+    rows = sorted(
+        (r.to_row() for r in rejections),
+        key=lambda r: (r["source"], r["stage"], r["reason"], r["file_name"]),
+    )
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECTION_SCHEMA), tmp)
+    os.replace(tmp, path)
+    return len(rows)
+
+
+def _swap_into_place(stage: Path, out: Path) -> None:
+    """Replace the managed entries of ``out`` with those of ``stage``, one rename each."""
+    out.mkdir(parents=True, exist_ok=True)
+    trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    trash.mkdir()
+    try:
+        for name in MANAGED_ENTRIES:
+            if (out / name).exists():
+                os.replace(out / name, trash / name)
+        for entry in stage.iterdir():
+            os.replace(entry, out / entry.name)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _stats(
+    records: list[Record], rejected: list[Rejection], infos: Mapping[str, SourceInfo]
+) -> dict[str, Any]:
+    """Per-source statistics: kept rows per split, score ranges, levels, rejections by reason."""
+    levels = load_standard().level_words
+    per: dict[str, dict[str, Any]] = {}
+
+    def entry(source: str) -> dict[str, Any]:
+        if source not in per:
+            info = infos.get(source)
+            per[source] = {
+                "title": info.title if info else source,
+                "part": info.part if info else None,
+                "kept": 0,
+                "splits": Counter(),
+                "quick": 0,
+                "levels": Counter(),
+                "raw_min": None,
+                "raw_max": None,
+                "score_sum": 0.0,
+                "rejected": Counter(),
+            }
+        return per[source]
+
+    for rec in records:
+        e = entry(rec.source)
+        e["kept"] += 1
+        e["splits"][rec.split] += 1
+        e["quick"] += int(rec.quick)
+        e["levels"][rec.level] += 1
+        e["score_sum"] += float(rec.score)  # type: ignore[arg-type]
+        if rec.raw_score is not None:
+            raw = float(rec.raw_score)
+            e["raw_min"] = raw if e["raw_min"] is None else min(e["raw_min"], raw)
+            e["raw_max"] = raw if e["raw_max"] is None else max(e["raw_max"], raw)
+    for rej in rejected:
+        entry(rej.source)["rejected"][rej.reason] += 1
+
+    sources = {}
+    for source in sorted(per):
+        e = per[source]
+        sources[source] = {
+            "title": e["title"],
+            "part": e["part"],
+            "kept": e["kept"],
+            "train": e["splits"].get("train", 0),
+            "test": e["splits"].get("test", 0),
+            "quick": e["quick"],
+            "raw_score_min": e["raw_min"],
+            "raw_score_max": e["raw_max"],
+            "score_mean": e["score_sum"] / e["kept"] if e["kept"] else None,
+            "levels": {w: e["levels"].get(w, 0) for w in levels},
+            "rejected": dict(sorted(e["rejected"].items())),
+            "rejected_total": sum(e["rejected"].values()),
+        }
+    totals = {
+        "kept": sum(s["kept"] for s in sources.values()),
+        "train": sum(s["train"] for s in sources.values()),
+        "test": sum(s["test"] for s in sources.values()),
+        "rejected": sum(s["rejected_total"] for s in sources.values()),
+    }
+    return {"sources": sources, "totals": totals}
+
+
+def _card(
+    shards: Mapping[str, Mapping[str, list[str]]],
+    stats: Mapping[str, Any],
+    infos: Mapping[str, SourceInfo],
+) -> str:
+    """The dataset card: YAML front matter with ``configs`` and a readable body."""
+    std = load_standard()
+    configs = []
+    for part in PARTS:
+        splits = shards.get(part, {})
+        if not splits:
+            continue
+        files = [
+            {"split": split, "path": f"data/{part}/{split}-*.parquet"}
+            for split in SPLITS
+            if splits.get(split)
+        ]
+        entry: dict[str, Any] = {"config_name": part, "data_files": files}
+        if part == "overall":
+            entry["default"] = True
+        configs.append(entry)
+    total = stats["totals"]["kept"]
+    size = next(
+        (label for limit, label in _SIZE_CATEGORIES if total < limit), "n>1M"
+    )  # the Hub's size_categories vocabulary
+    front = {
+        "pretty_name": "HumanBeauty",
+        "license": "other",
+        "license_name": "mixed-research-only",
+        "license_details": "Each source keeps its own terms; most are research-only. See the "
+        "Licences section.",
+        "task_categories": ["image-classification", "visual-question-answering"],
+        "tags": ["aesthetics", "image-aesthetic-assessment", "human", "humanbeauty"],
+        "size_categories": [size],
+        "configs": configs,
+    }
+    yaml_text = _yaml_dump(front)
+    src = stats["sources"]
+    lines = [
+        "---",
+        yaml_text.rstrip(),
+        "---",
+        "",
+        "# HumanBeauty",
+        "",
+        "Human image aesthetic assessment data built by the HumanBeauty pipeline (the open "
+        "implementation of arXiv 2503.23907). Two configurations share one schema:",
+        "",
+        "- `overall`: single-face human images from public IAA datasets, one overall score per "
+        "image, min-max normalised per source to [0, 1];",
+        "- `fine_grained`: human images with 12 dimension scores in [0, 1], each the mean of at "
+        "least the configured number of raters.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'ds = load_dataset("<this folder or repo>", "overall", split="train")',
+        "```",
+        "",
+        "## Rows",
+        "",
+        "`image` (embedded bytes, upright), `image_id` (SHA-256 of the source file), `source`, "
+        "`file_name`, `raw_score` (the source's own scale, a MOS where it has raters), `score` "
+        "(normalised overall score; for `fine_grained` rows the Overall Aesthetic dimension), "
+        "`level`, `question`, `answer`, `dimension_scores` / `dimension_levels` / "
+        "`dimension_std` (12 values in the order below; null for `overall` rows), "
+        "`rater_count`, `score_std`, `width`, `height`, `faces` (every detection: box, "
+        "confidence, five landmarks), `face_count`, `split`, `quick` (the per-source quick "
+        "evaluation subset), `metadata` (JSON: source-specific fields).",
+        "",
+        "Dimension order: "
+        + ", ".join(f"{d.index}. {d.name}" for d in std.dimensions)
+        + ". Levels: "
+        + ", ".join(
+            f"{w} (<= {b:g})" for w, b in zip(std.level_words, std.level_upper_bounds, strict=True)
+        )
+        + ".",
+        "",
+        "## Sources",
+        "",
+        "| source | part | kept | train | test | quick | raw score range | rejected |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for s in src.values():
+        rng = (
+            f"{s['raw_score_min']:.4g} - {s['raw_score_max']:.4g}"
+            if s["raw_score_min"] is not None
+            else "-"
+        )
+        lines.append(
+            f"| {s['title']} | {s['part'] or '-'} | {s['kept']} | {s['train']} | {s['test']} "
+            f"| {s['quick']} | {rng} | {s['rejected_total']} |"
+        )
+    t = stats["totals"]
+    lines += [
+        f"| **total** | | {t['kept']} | {t['train']} | {t['test']} | | | {t['rejected']} |",
+        "",
+        "### Levels per source",
+        "",
+        "| source | " + " | ".join(std.level_words) + " |",
+        "|---|" + "---:|" * len(std.level_words),
+    ]
+    for s in src.values():
+        lines.append(
+            f"| {s['title']} | " + " | ".join(str(s["levels"][w]) for w in std.level_words) + " |"
+        )
+    lines += ["", "### Rejections by reason", "", "| source | reason | count |", "|---|---|---:|"]
+    for s in src.values():
+        for reason, n in s["rejected"].items():
+            lines.append(f"| {s['title']} | {reason} | {n} |")
+    lines += [
+        "",
+        "Every rejected item is listed in `rejected.parquet` with its stage and reason.",
+        "",
+        "## Licences",
+        "",
+        "This dataset is a derivative of the sources below and inherits their terms; **most are "
+        "for non-commercial research use only**. The lines below summarise each source's terms "
+        "and are not legal advice: read the original terms at each homepage before use.",
+        "",
+    ]
+    for name in src:
+        info = infos.get(name)
+        if info is None:
+            lines.append(f"- **{name}**: no licence information recorded; check its origin.")
+            continue
+        lines.append(
+            f"- **{info.title}**: {info.licence} Homepage: {info.homepage}. Cite: {info.citation}"
+        )
+    lines += [
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        "@article{liao2025humanaesexpert,",
+        "  title   = {HumanAesExpert: Advancing a Multi-Modality Foundation Model for Human Image "
+        "Aesthetic Assessment},",
+        "  author  = {Liao, Zhichao and Liu, Xiaokun and Qin, Wenyu and Li, Qingyu and Wang, "
+        "Qiulin and Wan, Pengfei and Zhang, Di and Zeng, Long and Feng, Pingfa},",
+        "  journal = {arXiv preprint arXiv:2503.23907},",
+        "  year    = {2025}",
+        "}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+_SIZE_CATEGORIES = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+)
+
+
+def _yaml_dump(data: Mapping[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, width=1000)

@@ -1,0 +1,241 @@
+import io
+import json
+import random
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from datasets import load_dataset
+from PIL import Image
+
+from hae_data.export import export_dataset
+from hae_data.images import read_image
+from hae_data.qa import make_qa
+from hae_data.records import Face, Record, Rejection
+from hae_data.scores import apply_levels, normalise_by_source
+from hae_data.split import assign_splits
+
+
+def load(folder, part, split):
+    """load_dataset with a cache of its own: datasets keys the cache of a local folder by its
+    base name and config only, so two exports into folders of the same name would collide."""
+    return load_dataset(str(folder), part, split=split, cache_dir=str(folder.parent / "hf-cache"))
+
+
+def make_records(folder, n_overall=30, n_fine=20, seed=0, size=(48, 32)):
+    """Complete records over generated JPEGs, as the pipeline's stages leave them."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    recs = []
+    for i in range(n_overall + n_fine):
+        part = "overall" if i < n_overall else "fine_grained"
+        source = ("ava", "baid")[i % 2] if part == "overall" else "humanbeauty_50k"
+        path = folder / f"{source}-{i}.jpg"
+        arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(arr).save(path, quality=90)
+        rec = Record(
+            source=source,
+            file_name=path.name,
+            image_path=str(path),
+            part=part,
+            raw_score=float(rng.uniform(1, 10)),
+            metadata={"i": i},
+        )
+        dec = read_image(path)
+        rec.image_id, rec.width, rec.height = dec.image_id, dec.width, dec.height
+        rec.faces = [
+            Face(box=[1.0, 2.0, 30.0, 28.0], score=0.99, landmarks=[float(k) for k in range(10)])
+        ]
+        if part == "fine_grained":
+            rec.dimension_scores = [float(v) for v in rng.uniform(0, 1, 12)]
+            rec.dimension_std = [0.1] * 12
+            rec.rater_count = 9
+            rec.raw_score = rec.score = rec.dimension_scores[-1]
+        recs.append(rec)
+    recs, rejected = normalise_by_source(recs)
+    for rec in recs:
+        make_qa(apply_levels(rec))
+    return assign_splits(recs), rejected
+
+
+def test_round_trip_through_datasets(tmp_path):
+    recs, _ = make_records(tmp_path / "img")
+    rejections = [
+        Rejection(source="ava", file_name="gone.jpg", reason="missing_file", stage="load")
+    ]
+    summary = export_dataset(recs, rejections, tmp_path / "out")
+    assert summary.total_rows == len(recs) and summary.rejected == 1
+    by_id = {r.image_id: r for r in recs}
+    for part in ("overall", "fine_grained"):
+        for split in ("train", "test"):
+            ds = load(tmp_path / "out", part, split)
+            expected = [r for r in recs if r.part == part and r.split == split]
+            assert len(ds) == len(expected) > 0
+            for row in ds:
+                rec = by_id[row["image_id"]]
+                assert (row["source"], row["part"], row["split"]) == (rec.source, part, split)
+                assert row["score"] == pytest.approx(rec.score, abs=1e-6)
+                assert row["raw_score"] == pytest.approx(rec.raw_score)
+                assert (row["level"], row["question"], row["answer"]) == (
+                    rec.level,
+                    rec.question,
+                    rec.answer,
+                )
+                assert json.loads(row["metadata"]) == rec.metadata
+                assert row["faces"][0]["score"] == pytest.approx(0.99)
+                assert row["face_count"] == 1
+                original = np.asarray(Image.open(rec.image_path).convert("RGB"))
+                assert np.array_equal(np.asarray(row["image"].convert("RGB")), original)
+                if part == "fine_grained":
+                    assert row["dimension_scores"] == pytest.approx(rec.dimension_scores, abs=1e-6)
+                    assert row["dimension_levels"] == rec.dimension_levels
+                else:
+                    assert row["dimension_scores"] is None
+
+
+def test_card_rejections_and_stats(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=12, n_fine=10)
+    rejections = [
+        Rejection(source="ava", file_name="two.jpg", reason="multi_face", stage="faces"),
+        Rejection(source="ava", file_name="none.jpg", reason="no_face", stage="faces"),
+        Rejection(
+            source="tad66k",
+            file_name="x.jpg",
+            reason="malformed_row",
+            stage="load",
+            detail="3 columns, expected 2",
+        ),
+    ]
+    export_dataset(recs, rejections, tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    front = yaml.safe_load(text.split("---")[1])
+    names = [c["config_name"] for c in front["configs"]]
+    assert names == ["overall", "fine_grained"]
+    for cfg in front["configs"]:
+        assert [f["split"] for f in cfg["data_files"]] == ["train", "test"]
+    for phrase in (
+        "non-commercial research use only",
+        "AVA",
+        "BAID",
+        "TAD66K",
+        "multi_face",
+        "Overall Aesthetic",
+        "HumanBeauty-50K",
+    ):
+        assert phrase in text
+    rej = pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
+    assert sorted(r["reason"] for r in rej) == ["malformed_row", "multi_face", "no_face"]
+    assert all("image" not in r for r in rej)
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["sources"]["ava"]["rejected"] == {"multi_face": 1, "no_face": 1}
+    assert stats["sources"]["tad66k"]["kept"] == 0
+    assert stats["totals"]["kept"] == len(recs)
+    assert sum(stats["sources"]["ava"]["levels"].values()) == stats["sources"]["ava"]["kept"]
+
+
+def test_shards_and_row_groups_are_bounded(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=60, n_fine=0, size=(64, 64))
+    summary = export_dataset(
+        recs, [], tmp_path / "out", shard_max_bytes=60_000, row_group_max_bytes=20_000
+    )
+    train = summary.shards["overall"]["train"]
+    assert len(train) >= 3
+    n = len(train)
+    assert [p.rsplit("/", 1)[1] for p in train] == [
+        f"train-{i:05d}-of-{n:05d}.parquet" for i in range(n)
+    ]
+    for rel in train:
+        meta = pq.ParquetFile(tmp_path / "out" / rel).metadata
+        assert meta.num_row_groups >= 1
+        assert all(meta.row_group(g).total_byte_size < 60_000 for g in range(meta.num_row_groups))
+    assert (
+        sum(pq.ParquetFile(tmp_path / "out" / p).metadata.num_rows for p in train)
+        == summary.rows["overall"]["train"]
+    )
+
+
+def test_reexport_leaves_no_stale_shards_and_keeps_foreign_files(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=40, n_fine=6, size=(64, 64))
+    out = tmp_path / "out"
+    export_dataset(recs, [], out, shard_max_bytes=50_000, row_group_max_bytes=20_000)
+    many = sorted(p.name for p in (out / "data" / "overall").iterdir())
+    (out / "notes.txt").write_text("mine")
+    small = [r for r in recs if r.part == "overall"][:10] + [
+        r for r in recs if r.part == "fine_grained"
+    ]
+    summary = export_dataset(small, [], out)
+    few = sorted(p.name for p in (out / "data" / "overall").iterdir())
+    assert len(few) < len(many)
+    assert all(name.endswith("-of-00001.parquet") for name in few)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+    ds = load(out, "overall", "train")
+    assert len(ds) == summary.rows["overall"]["train"]
+
+
+def test_output_is_independent_of_input_order(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=20, n_fine=6)
+    export_dataset(recs, [], tmp_path / "a")
+    shuffled = list(recs)
+    random.Random(3).shuffle(shuffled)
+    export_dataset(shuffled, [], tmp_path / "b")
+    for path in sorted((tmp_path / "a").rglob("*.parquet")):
+        other = tmp_path / "b" / path.relative_to(tmp_path / "a")
+        assert pq.read_table(path).equals(pq.read_table(other)), path
+    assert (tmp_path / "a" / "README.md").read_text() == (tmp_path / "b" / "README.md").read_text()
+
+
+def test_unreadable_image_at_export_becomes_a_rejection(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=10, n_fine=4)
+    victim = recs[0]
+    (tmp_path / "img" / victim.file_name).write_bytes(b"")
+    summary = export_dataset(recs, [], tmp_path / "out")
+    assert summary.total_rows == len(recs) - 1
+    [rej] = pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
+    assert (rej["file_name"], rej["reason"], rej["stage"]) == (
+        victim.file_name,
+        "empty_file",
+        "export",
+    )
+
+
+def test_incomplete_and_duplicate_records_are_refused(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=6, n_fine=0)
+    recs[0].level = None
+    with pytest.raises(ValueError, match="not ready for export"):
+        export_dataset(recs, [], tmp_path / "out")
+    recs, _ = make_records(tmp_path / "img2", n_overall=6, n_fine=0)
+    recs[1].image_id = recs[0].image_id
+    with pytest.raises(ValueError, match="appears twice"):
+        export_dataset(recs, [], tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not (tmp_path / "out" / "data").exists()
+    with pytest.raises(ValueError):
+        export_dataset(recs, [], tmp_path / "out", shard_max_bytes=0)
+
+
+def test_rotated_source_is_exported_upright(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=6, n_fine=4)
+    rec = next(r for r in recs if r.part == "overall")
+    img = Image.open(rec.image_path)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(rec.image_path, exif=exif, quality=95)
+    dec = read_image(rec.image_path)
+    rec.image_id, rec.width, rec.height = dec.image_id, dec.width, dec.height
+    assign_splits(recs)
+    export_dataset(recs, [], tmp_path / "out")
+    ds = load(tmp_path / "out", "overall", rec.split)
+    row = next(r for r in ds if r["image_id"] == rec.image_id)
+    assert row["image"].size == (rec.width, rec.height) == (img.height, img.width)
+
+
+def test_extra_files_are_copied(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=6, n_fine=4)
+    plot = tmp_path / "hist.png"
+    Image.new("RGB", (4, 4)).save(plot)
+    export_dataset(recs, [], tmp_path / "out", extra_files={"plots/hist.png": plot})
+    assert Image.open(io.BytesIO((tmp_path / "out" / "plots" / "hist.png").read_bytes())).size == (
+        4,
+        4,
+    )
