@@ -34,7 +34,15 @@ import pyarrow.parquet as pq
 
 from annotation_schema import load_standard
 from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, export_bytes
-from hae_data.records import ARROW_SCHEMA, PARTS, REJECTION_SCHEMA, Record, Rejection, record_to_row
+from hae_data.records import (
+    ARROW_SCHEMA,
+    PARTS,
+    RATING_STAGE,
+    REJECTION_SCHEMA,
+    Record,
+    Rejection,
+    record_to_row,
+)
 from hae_data.sources.catalog import CATALOG, SourceInfo
 
 __all__ = [
@@ -298,6 +306,7 @@ def _stats(
                 "raw_max": None,
                 "score_sum": 0.0,
                 "rejected": Counter(),
+                "rating_rows": 0,
             }
         return per[source]
 
@@ -313,7 +322,10 @@ def _stats(
             e["raw_min"] = raw if e["raw_min"] is None else min(e["raw_min"], raw)
             e["raw_max"] = raw if e["raw_max"] is None else max(e["raw_max"], raw)
     for rej in rejected:
-        entry(rej.source)["rejected"][rej.reason] += 1
+        if rej.stage == RATING_STAGE:
+            entry(rej.source)["rating_rows"] += 1
+        else:
+            entry(rej.source)["rejected"][rej.reason] += 1
 
     sources = {}
     for source in sorted(per):
@@ -331,6 +343,8 @@ def _stats(
             "levels": {w: e["levels"].get(w, 0) for w in levels},
             "rejected": dict(sorted(e["rejected"].items())),
             "rejected_total": sum(e["rejected"].values()),
+            # One rater's row dropped (bad value, duplicate): not an image, counted apart.
+            "rejected_rating_rows": e["rating_rows"],
         }
     totals = {
         "kept": sum(s["kept"] for s in sources.values()),
@@ -450,6 +464,10 @@ def _card(
     for s in src.values():
         for reason, n in s["rejected"].items():
             lines.append(f"| {s['title']} | {reason} | {n} |")
+        if s["rejected_rating_rows"]:
+            lines.append(
+                f"| {s['title']} | single rating rows dropped | {s['rejected_rating_rows']} |"
+            )
     lines += [
         "",
         "Every rejected item is listed in `rejected.parquet` with its stage and reason.",

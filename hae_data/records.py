@@ -25,6 +25,7 @@ __all__ = [
     "ARROW_SCHEMA",
     "FEATURES",
     "PARTS",
+    "RATING_STAGE",
     "REJECTION_SCHEMA",
     "Face",
     "Part",
@@ -37,6 +38,8 @@ Part = Literal["overall", "fine_grained"]
 #: The two configurations of the exported dataset: the 58K overall part and the 50K 12-dim part.
 PARTS: tuple[Part, ...] = ("overall", "fine_grained")
 N_DIMS = len(load_standard().dimensions)
+#: Stage of rejections that drop one rating row (one rater's opinion), not a whole image.
+RATING_STAGE = "ratings"
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
-from hae_data.records import Record, Rejection
+from hae_data.records import RATING_STAGE, Record, Rejection
 
 __all__ = [
     "ConstantScoresError",
@@ -145,7 +145,7 @@ def aggregate_mos(
                     source=source,
                     file_name=str(row[image_col]),
                     reason=reason,
-                    stage="ratings",
+                    stage=RATING_STAGE,
                     detail=describe(row),  # type: ignore[operator]
                 )
             )
