@@ -1,0 +1,199 @@
+"""The build's stages as plain functions over records, for the Prefect flow (or any runner).
+
+Data moves one way: load (per source) -> face filter (per shard, resumable) -> finalise
+(de-duplicate, normalise per source, levels, QA, split) -> export. Each stage returns a
+:class:`StageResult` (what went on, what was dropped and why), so nothing is lost on the way.
+
+Resumability: a finished shard leaves a completion file under ``work_dir`` named by a
+fingerprint of its inputs (each file's relative path, size and modification time, plus the
+detector settings). A rerun finds the file and reuses the shard's result instead of detecting
+again; a changed image or setting changes the fingerprint, so stale results are never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hae_data.qa import make_qa
+from hae_data.records import Face, Record, Rejection
+from hae_data.scores import apply_levels, normalise_by_source
+from hae_data.split import DEFAULT_QUICK_PER_SOURCE, DEFAULT_TEST_FRACTION, assign_splits
+
+__all__ = [
+    "ShardStore",
+    "StageResult",
+    "drop_duplicates",
+    "finalise",
+    "load_source",
+    "plan_shards",
+    "shard_fingerprint",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    """Records that went on and rejections that did not, from one stage."""
+
+    records: list[Record] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def extend(self, other: StageResult) -> StageResult:
+        """Append another result's records and rejections; returns self."""
+        self.records.extend(other.records)
+        self.rejections.extend(other.rejections)
+        return self
+
+
+def load_source(
+    name: str, root: str | os.PathLike[str], options: Mapping[str, Any] | None = None
+) -> StageResult:
+    """Read one source dataset from its root folder with its registered loader."""
+    from hae_data.sources import SOURCES
+
+    if name not in SOURCES:
+        raise KeyError(f"unknown source {name!r}; known: {', '.join(sorted(SOURCES))}")
+    loader = SOURCES[name](Path(root), **dict(options or {}))
+    result = StageResult()
+    for item in loader.iter_items():
+        if isinstance(item, Rejection):
+            result.rejections.append(item)
+        else:
+            result.records.append(item)
+    log.info(
+        "%s: %d records, %d rejections from %s",
+        name,
+        len(result.records),
+        len(result.rejections),
+        root,
+    )
+    return result
+
+
+def plan_shards(records: Sequence[Record], shard_size: int) -> list[list[Record]]:
+    """Cut records into shards of at most ``shard_size``, never mixing sources, in file order
+    (so adding images to one source leaves the other sources' shards and fingerprints alone)."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    by_source: dict[str, list[Record]] = {}
+    for rec in records:
+        by_source.setdefault(rec.source, []).append(rec)
+    shards = []
+    for source in sorted(by_source):
+        recs = sorted(by_source[source], key=lambda r: r.file_name)
+        shards.extend(recs[i : i + shard_size] for i in range(0, len(recs), shard_size))
+    return shards
+
+
+def shard_fingerprint(records: Sequence[Record], settings: Mapping[str, Any]) -> str:
+    """A key for a shard's inputs: each file's name, size and mtime, and the settings.
+
+    Stat-based rather than a hash of every byte, so checking for a finished shard costs no I/O
+    beyond a ``stat`` per file; the content hash (``image_id``) is computed when the shard runs.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
+    for rec in records:
+        try:
+            st = os.stat(rec.image_path)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"\x00{rec.source}\x00{rec.file_name}\x00{stamp}".encode())
+    return h.hexdigest()
+
+
+class ShardStore:
+    """Completion files for finished shards: ``<work_dir>/<stage>/<fingerprint>.json``."""
+
+    def __init__(self, work_dir: str | os.PathLike[str], stage: str) -> None:
+        self.folder = Path(work_dir) / stage
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, fingerprint: str) -> Path:
+        """Where the result of the shard with this fingerprint lives."""
+        return self.folder / f"{fingerprint}.json"
+
+    def load(self, fingerprint: str) -> StageResult | None:
+        """The stored result, or None if the shard has not finished (or its file is unreadable)."""
+        path = self.path(fingerprint)
+        if not path.exists():
+            return None
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return StageResult(
+                records=[_record_from_dict(r) for r in raw["records"]],
+                rejections=[Rejection(**r) for r in raw["rejections"]],
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable completion file %s (%s); redoing shard", path, exc)
+            return None
+
+    def save(self, fingerprint: str, result: StageResult) -> Path:
+        """Store a finished shard's result atomically (temporary name, then rename)."""
+        path = self.path(fingerprint)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        payload = {
+            "records": [asdict(r) for r in result.records],
+            "rejections": [r.to_row() for r in result.rejections],
+        }
+        tmp.write_text(json.dumps(payload), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def _record_from_dict(raw: dict[str, Any]) -> Record:
+    faces = raw.pop("faces", None)
+    rec = Record(**raw)
+    rec.faces = None if faces is None else [Face(**f) for f in faces]
+    return rec
+
+
+def drop_duplicates(records: Iterable[Record]) -> StageResult:
+    """Keep one record per (part, image_id): the first in (source, file name) order, so the
+    choice does not depend on arrival order. The other copies (the same photo in two sources,
+    say) become ``duplicate_image`` rejections naming the copy that was kept."""
+    result = StageResult()
+    seen: dict[tuple[str, str], Record] = {}
+    for rec in sorted(records, key=lambda r: (r.source, r.file_name)):
+        key = (rec.part, rec.image_id or "")
+        first = seen.get(key)
+        if first is None or rec.image_id is None:
+            seen[key] = rec
+            result.records.append(rec)
+            continue
+        result.rejections.append(
+            Rejection(
+                source=rec.source,
+                file_name=rec.file_name,
+                image_path=rec.image_path,
+                image_id=rec.image_id,
+                reason="duplicate_image",
+                stage="dedupe",
+                detail=f"same bytes as {first.source}/{first.file_name}",
+            )
+        )
+    return result
+
+
+def finalise(
+    records: Iterable[Record],
+    *,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    quick_per_source: int = DEFAULT_QUICK_PER_SOURCE,
+) -> StageResult:
+    """De-duplicate, min-max normalise per source, set levels and QA pairs, and split."""
+    deduped = drop_duplicates(records)
+    kept, rejected = normalise_by_source(deduped.records)
+    for rec in kept:
+        make_qa(apply_levels(rec))
+    assign_splits(kept, test_fraction=test_fraction, quick_per_source=quick_per_source)
+    return StageResult(records=kept, rejections=deduped.rejections + rejected)

@@ -1,0 +1,121 @@
+import os
+
+import pytest
+
+from hae_data.pipeline import (
+    ShardStore,
+    StageResult,
+    drop_duplicates,
+    finalise,
+    plan_shards,
+    shard_fingerprint,
+)
+from hae_data.records import Face, Record, Rejection
+from tests.data.test_export import make_records
+
+
+def _recs(tmp_path, n=7, source="ava"):
+    out = []
+    for i in range(n):
+        p = tmp_path / f"{source}-{i}.jpg"
+        p.write_bytes(b"x" * (i + 1))
+        out.append(Record(source=source, file_name=p.name, image_path=str(p), raw_score=i))
+    return out
+
+
+def test_plan_shards_cuts_per_source_in_file_order(tmp_path):
+    recs = _recs(tmp_path, 5, "baid") + _recs(tmp_path, 3, "ava")
+    shards = plan_shards(list(reversed(recs)), 2)
+    assert [[r.file_name for r in s] for s in shards] == [
+        ["ava-0.jpg", "ava-1.jpg"],
+        ["ava-2.jpg"],
+        ["baid-0.jpg", "baid-1.jpg"],
+        ["baid-2.jpg", "baid-3.jpg"],
+        ["baid-4.jpg"],
+    ]
+    with pytest.raises(ValueError):
+        plan_shards(recs, 0)
+
+
+def test_fingerprint_follows_files_and_settings(tmp_path):
+    recs = _recs(tmp_path, 3)
+    fp = shard_fingerprint(recs, {"threshold": 0.9})
+    assert fp == shard_fingerprint(recs, {"threshold": 0.9})
+    assert fp != shard_fingerprint(recs, {"threshold": 0.8})
+    st = os.stat(recs[1].image_path)
+    os.utime(recs[1].image_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
+    assert fp != shard_fingerprint(recs, {"threshold": 0.9})
+    os.remove(recs[2].image_path)
+    assert shard_fingerprint(recs, {"threshold": 0.9}) != fp
+
+
+def test_shard_store_round_trip_and_corrupt_file(tmp_path):
+    store = ShardStore(tmp_path / "work", "faces")
+    rec = Record(
+        source="ava",
+        file_name="a.jpg",
+        image_path="/x/a.jpg",
+        image_id="abc",
+        width=10,
+        height=20,
+        raw_score=3.5,
+        metadata={"tags": [1, 2]},
+        faces=[Face(box=[1, 2, 3, 4], score=0.95, landmarks=list(range(10)))],
+    )
+    rej = Rejection(source="ava", file_name="b.jpg", reason="no_face", stage="faces")
+    assert store.load("f" * 64) is None
+    store.save("f" * 64, StageResult([rec], [rej]))
+    back = store.load("f" * 64)
+    assert back.records == [rec] and back.rejections == [rej]
+    store.path("e" * 64).write_text("{not json")
+    assert store.load("e" * 64) is None
+
+
+def test_drop_duplicates_keeps_the_first_and_names_it(tmp_path):
+    a = Record(source="ava", file_name="1.jpg", image_path="p", image_id="same")
+    b = Record(source="tad66k", file_name="9.jpg", image_path="q", image_id="same")
+    c = Record(source="tad66k", file_name="8.jpg", image_path="r", image_id="other")
+    fg = Record(
+        source="humanbeauty_50k",
+        file_name="1.jpg",
+        image_path="p",
+        image_id="same",
+        part="fine_grained",
+    )
+    res = drop_duplicates([b, c, a, fg])
+    assert sorted(r.file_name for r in res.records) == ["1.jpg", "1.jpg", "8.jpg"]
+    [rej] = res.rejections
+    assert (rej.source, rej.reason, rej.detail) == (
+        "tad66k",
+        "duplicate_image",
+        "same bytes as ava/1.jpg",
+    )
+
+
+def test_finalise_runs_every_scoring_stage(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=12, n_fine=6)
+    for r in recs:
+        r.score = r.level = r.question = r.answer = r.split = None
+        if r.part == "fine_grained":
+            r.score = r.dimension_scores[-1]
+    dup = Record(**{**{k: getattr(recs[0], k) for k in recs[0].__slots__}, "file_name": "zz.jpg"})
+    const = [
+        Record(
+            source="agiqa_3k",
+            file_name=f"{i}.jpg",
+            image_path="p",
+            image_id=f"id{i}",
+            raw_score=2.0,
+        )
+        for i in range(2)
+    ]
+    res = finalise([*recs, dup, *const])
+    assert len(res.records) == len(recs)
+    assert sorted(r.reason for r in res.rejections) == [
+        "constant_scores",
+        "constant_scores",
+        "duplicate_image",
+    ]
+    for r in res.records:
+        assert 0.0 <= r.score <= 1.0 and r.level and r.question and r.answer
+        assert r.split in ("train", "test")
