@@ -1,0 +1,358 @@
+"""Push an exported HumanBeauty folder to the Hugging Face Hub as a dataset repository.
+
+The push is a separate, retryable step after `hae_data.export` (SPEC 2.8): it creates the
+repository (private by default), then uploads the folder in one `HfApi.upload_folder` call.
+
+Why `upload_folder` and not `upload_large_folder`: huggingface_hub 2.x no longer has
+`upload_large_folder`; its `upload_folder` took over the large-folder work.
+
+- With `hf_xet` installed (a dependency of huggingface_hub 2.x on common platforms), the upload
+  is a streamed pipeline that commits large folders in several batches and resumes an
+  interrupted upload when it is called again (committed files are skipped, uploaded chunks
+  are deduplicated).
+- Without Xet (`HF_HUB_DISABLE_XET=1`, or no `hf_xet`), it is one commit over the LFS
+  protocol: files are hashed, the LFS batch API says which objects the Hub lacks, only those
+  are uploaded, then one commit lists every file. A 50 GB export is ~100 shards of 500 MB,
+  far below the per-commit limit (25k LFS files), and a rerun after a failure only re-hashes
+  the files: shards already in LFS storage are not sent again.
+
+Either way, resuming is calling the same upload again, which is what the retry loop here does
+on a transient error (connection errors, timeouts, HTTP 408/429/5xx) with exponential backoff;
+a 4xx such as 401/403/404 is raised at once as `HubPushError`, and so is huggingface_hub's
+offline mode (`HF_HUB_OFFLINE`). The LFS path is the one tested end to end
+(tests/data/test_hub.py, against a local HTTP server); the Xet path is the library's own and
+needs the real Hub. huggingface_hub reads `HF_ENDPOINT` and `HF_HUB_DISABLE_XET` once, when it
+is first imported. `endpoint=` reaches every call of the push, but huggingface_hub 2.4 still
+makes one best-effort GET of its agent registry to `HF_ENDPOINT` (default huggingface.co); it
+fails silently offline, and setting `HF_ENDPOINT` instead keeps all traffic on one host.
+
+Only the entries an export manages (`hae_data.export.MANAGED_ENTRIES`: `data/`, `README.md`,
+`stats.json`, `rejected.parquet`, `plots/`...) are pushed; anything else in the folder (a flow's
+work directory, notes) stays local. On the Hub those entries mirror the export: remote files
+under them that the export no longer has are deleted in the same commit, so a re-push with
+fewer shards leaves no stale shard for the card's `data/...` globs to pick up. Other remote
+files (`.gitattributes`, a hand-written addition) are left alone.
+
+The token is never logged: only the repo id, file count and total bytes are, and error texts
+are scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from hae_data.export import MANAGED_ENTRIES
+
+logger = logging.getLogger(__name__)
+
+REPO_TYPE = "dataset"
+# Transient by HTTP status: what huggingface_hub's own backoff retries, plus any other 5xx.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# What a push uploads, and the remote paths it mirrors (deletes when the export lacks them):
+# each managed entry, as a file or as a folder (fnmatch's `*` crosses `/`).
+MANAGED_PATTERNS = tuple(p for name in MANAGED_ENTRIES for p in (name, f"{name}/*"))
+# Never uploaded: hidden files (editor/OS droppings) and temporaries.
+IGNORE_PATTERNS = (".*", "*/.*", "*.tmp", "*.partial")
+DEFAULT_RETRY_BASE_DELAY = 2.0
+MAX_RETRY_DELAY = 120.0
+
+_T = TypeVar("_T")
+
+
+class HubPushError(RuntimeError):
+    """A push that failed: a non-transient Hub error, or transient errors past the retry budget."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    """The files of an export folder that a push uploads (posix paths relative to the folder)."""
+
+    folder: Path
+    files: tuple[str, ...]
+    total_bytes: int
+
+    @property
+    def shards(self) -> tuple[str, ...]:
+        """The Parquet shards under `data/`."""
+        return tuple(f for f in self.files if f.startswith("data/") and f.endswith(".parquet"))
+
+
+def describe_export(folder: str | Path) -> ExportManifest:
+    """List what `push_to_hub` would upload; ValueError if `folder` does not look like an export.
+
+    An export (see `hae_data.export.export_dataset`) has a `README.md` dataset card and Parquet
+    shards under `data/`. Only its managed entries are listed, without hidden files.
+    """
+    from huggingface_hub.utils import filter_repo_objects
+
+    root = Path(folder).expanduser()
+    what = "an exported dataset folder (README.md and Parquet shards under data/)"
+    if not root.exists():
+        raise ValueError(f"{root} does not exist; expected {what}")
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a directory; expected {what}")
+    missing = [name for name in ("README.md", "data") if not (root / name).exists()]
+    if missing:
+        raise ValueError(
+            f"{root} is not an export: missing {' and '.join(missing)}; expected {what}"
+        )
+    if not (root / "README.md").is_file() or not (root / "data").is_dir():
+        raise ValueError(f"{root} is not an export: README.md must be a file and data/ a folder")
+    every = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    files = tuple(
+        filter_repo_objects(
+            every,
+            allow_patterns=list(MANAGED_PATTERNS),
+            ignore_patterns=list(IGNORE_PATTERNS),
+        )
+    )
+    manifest = ExportManifest(
+        folder=root,
+        files=files,
+        total_bytes=sum((root / f).stat().st_size for f in files),
+    )
+    if not manifest.shards:
+        raise ValueError(f"{root} is not an export: no Parquet shards under {root / 'data'}")
+    return manifest
+
+
+def push_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = True,
+    token: str | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    max_retries: int = 5,
+    endpoint: str | None = None,
+    retry_base_delay: float = DEFAULT_RETRY_BASE_DELAY,
+) -> str:
+    """Upload an exported folder to the dataset repository `repo_id`; return the commit URL.
+
+    The repository is created if needed (private unless `private=False`); pushing a private
+    export into an existing public repository is refused. `token` defaults to `HF_TOKEN` or
+    the cached login; `endpoint` to `HF_ENDPOINT` or https://huggingface.co. `revision` names
+    a branch, created from `main` if absent. Transient errors are retried up to `max_retries`
+    times, waiting `retry_base_delay` seconds, then twice as long each time, at most 120 s (a
+    longer Retry-After from the Hub is honoured up to that cap).
+    """
+    manifest = describe_export(folder)
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"repo_id must look like 'namespace/name', got {repo_id!r}")
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+    if retry_base_delay < 0:
+        raise ValueError(f"retry_base_delay must be >= 0, got {retry_base_delay}")
+
+    from huggingface_hub import HfApi, get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubPushError(
+            f"no Hugging Face token to push {repo_id}: pass token=, set HF_TOKEN, "
+            "or log in once with `hf auth login`"
+        )
+    api = HfApi(endpoint=endpoint, token=token, library_name="humanbeauty")
+    branch = revision or "main"
+    size = _human_bytes(manifest.total_bytes)
+    message = commit_message or f"Upload HumanBeauty export ({len(manifest.files)} files, {size})"
+    logger.info(
+        "pushing %s to dataset repo %s at %s (branch %s, private %s): %d files/%d shards, %d bytes",
+        manifest.folder,
+        repo_id,
+        api.endpoint,
+        branch,
+        private,
+        len(manifest.files),
+        len(manifest.shards),
+        manifest.total_bytes,
+    )
+
+    def retried(step: str, call: Callable[[], _T]) -> _T:
+        return _with_retries(
+            call,
+            step=step,
+            repo_id=repo_id,
+            token=token,
+            max_retries=max_retries,
+            base_delay=retry_base_delay,
+        )
+
+    retried(
+        "create repo",
+        lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True),
+    )
+    info = retried("read repo info", lambda: api.repo_info(repo_id, repo_type=REPO_TYPE))
+    if private and info.private is False:
+        raise HubPushError(
+            f"{repo_id} already exists and is public; refusing to push a private export into it "
+            "(pass private=False to publish, or choose another repo_id)"
+        )
+    if not private and info.private:
+        logger.info("%s already exists and is private; it stays private", repo_id)
+    if branch != "main":
+        retried(
+            f"create branch {branch}",
+            lambda: api.create_branch(repo_id, branch=branch, repo_type=REPO_TYPE, exist_ok=True),
+        )
+    commit = retried(
+        "upload",
+        lambda: api.upload_folder(
+            repo_id=repo_id,
+            folder_path=manifest.folder,
+            repo_type=REPO_TYPE,
+            revision=revision,
+            commit_message=message,
+            allow_patterns=list(MANAGED_PATTERNS),
+            ignore_patterns=list(IGNORE_PATTERNS),
+            delete_patterns=list(MANAGED_PATTERNS),
+        ),
+    )
+    commit_url = str(getattr(commit, "commit_url", None) or commit)
+    logger.info(
+        "pushed %d files (%d bytes) to dataset repo %s: %s",
+        len(manifest.files),
+        manifest.total_bytes,
+        repo_id,
+        commit_url,
+    )
+    return commit_url
+
+
+def _with_retries(
+    call: Callable[[], _T],
+    *,
+    step: str,
+    repo_id: str,
+    token: str,
+    max_retries: int,
+    base_delay: float,
+) -> _T:
+    """Run `call`, retrying transient failures with exponential backoff."""
+    for attempt in range(1, max_retries + 2):
+        try:
+            return call()
+        except Exception as exc:
+            status = _status_code(exc)
+            detail = _scrub(f"{type(exc).__name__}: {exc}", token)
+            if not _is_transient(exc):
+                if status is None:
+                    raise  # not an HTTP failure (bad README metadata, a local file error...)
+                raise HubPushError(
+                    f"{step} for {repo_id} failed with HTTP {status}{_hint(status)}\n{detail}",
+                    status_code=status,
+                    attempts=attempt,
+                ) from exc
+            if attempt > max_retries:
+                raise HubPushError(
+                    f"{step} for {repo_id} still failing after {attempt} attempts "
+                    f"(transient errors, last: {detail})",
+                    status_code=status,
+                    attempts=attempt,
+                ) from exc
+            delay = min(MAX_RETRY_DELAY, base_delay * 2 ** (attempt - 1))
+            retry_after = _retry_after(exc)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, MAX_RETRY_DELAY))
+            logger.warning(
+                "%s for %s: transient error (%s); retry %d/%d in %.2fs",
+                step,
+                repo_id,
+                detail.splitlines()[0],
+                attempt,
+                max_retries,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what caused it (huggingface_hub wraps some HTTP errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _status_code(exc: BaseException) -> int | None:
+    for err in _chain(exc):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    # Only modules already imported can have raised: no import just to classify an error.
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module_name, names in (
+        ("httpx2", ("TimeoutException", "NetworkError", "RemoteProtocolError")),
+        ("httpx", ("TimeoutException", "NetworkError", "RemoteProtocolError")),
+        ("requests", ("ConnectionError", "Timeout")),
+    ):
+        module = sys.modules.get(module_name)
+        found += [getattr(module, name) for name in names if hasattr(module, name)]
+    return tuple(found)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    status = _status_code(exc)
+    if status is not None:
+        return status in TRANSIENT_STATUS or 500 <= status < 600
+    chain = list(_chain(exc))
+    # huggingface_hub's offline mode raises a ConnectionError subclass: no retry can fix it.
+    if any(type(err).__name__ == "OfflineModeIsEnabled" for err in chain):
+        return False
+    transport = _transport_errors()
+    return any(isinstance(err, transport) for err in chain)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    for err in _chain(exc):
+        headers = getattr(getattr(err, "response", None), "headers", None)
+        value = headers.get("Retry-After") if headers is not None else None
+        if value is not None:
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None  # an HTTP date: fall back to the backoff schedule
+    return None
+
+
+def _hint(status: int) -> str:
+    hints = {
+        401: "the token was rejected: check HF_TOKEN or log in again",
+        403: "the token has no write access to this namespace",
+        404: "repository or revision not found (or not visible with this token)",
+        409: "conflict: the repository or branch is in a conflicting state",
+        413: "payload too large",
+    }
+    return f" ({hints[status]})" if status in hints else ""
+
+
+def _scrub(text: str, token: str) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
