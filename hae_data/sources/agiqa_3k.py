@@ -1,0 +1,86 @@
+"""AGIQA-3K: an open database for AI-generated image quality assessment (Li et al., 2023).
+
+Native format (confirmed in github.com/lcysyzxdxc/AGIQA-3k-Database): ``data.csv`` with the
+columns ``name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align``, one row
+per image (2,982 images, file names such as ``AttnGAN_normal_000.jpg`` or
+``sd1.5_highcorr_207.jpg``: generator, prompt group, index). The images come as a separate
+archive (Google Drive / Baidu links in the README); their folder name inside the archive is not
+confirmed, so ``images/``, ``AGIQA-3K/``, ``AGIQA-3k/``, ``image/`` and the root itself are
+tried in that order (``images_dir`` overrides).
+
+Score: the subjective MOS and its standard deviation, for perceptual quality and for
+text-image alignment; higher is better. The released values lie in 0-5 (sampled across the file:
+about 0.2 to 4.1). **Decision** (SPEC 2.1): ``raw_score`` is ``mos_quality`` and ``score_std``
+is ``std_quality``; ``mos_align``/``std_align``, the prompt, its adjectives, the style and the
+generator (the file-name prefix) are kept as metadata. No per-rater scores are released.
+
+Licence: research use under the authors' terms (see the repository's LICENSE); the images were
+produced by public text-to-image models. Citation: Li, Zhang, Wu, Sun, Min, Liu, Zhai, Lin.
+AGIQA-3K: An Open Database for AI-Generated Image Quality Assessment. IEEE TCSVT 2023.
+Homepage / how to obtain: https://github.com/lcysyzxdxc/AGIQA-3k-Database.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+from hae_data.records import Record, Rejection
+from hae_data.sources.base import RowError, Source, iter_scored_csv, parse_score
+from hae_data.sources.catalog import CATALOG
+
+__all__ = ["Agiqa3kSource"]
+
+_OPTIONAL_SCORES = ("std_quality", "mos_align", "std_align")
+
+
+class Agiqa3kSource(Source):
+    """AGIQA-3K from ``data.csv`` and the image folder."""
+
+    info = CATALOG["agiqa_3k"]
+
+    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
+        super().__init__(root)
+        self.labels = self._find(["data.csv"], what="data.csv")
+        assert self.labels is not None
+        candidates = ["images", "AGIQA-3K", "AGIQA-3k", "AGIQA3K", "image"]
+        if images_dir is None and not any((self.root / c).is_dir() for c in candidates):
+            images_dir = "."  # a flat copy: images next to data.csv
+        self.images = self._images_dir(images_dir, candidates)
+
+    def iter_items(self) -> Iterator[Record | Rejection]:
+        """Stream ``data.csv``."""
+        lo, hi = self.info.scale
+
+        def hook(row: dict[str, str]) -> dict[str, object]:
+            meta: dict[str, object] = {
+                "prompt": row.get("prompt", ""),
+                "adj1": row.get("adj1") or None,
+                "adj2": row.get("adj2") or None,
+                "style": row.get("style") or None,
+                "generator": row["name"].split("_", 1)[0],
+            }
+            for col in _OPTIONAL_SCORES:
+                text = (row.get(col) or "").strip()
+                if not text:
+                    meta[col] = None
+                    continue
+                scale = (lo, hi) if col == "mos_align" else (0.0, math.inf)
+                value, reason = parse_score(text, scale)
+                if reason is not None:
+                    raise RowError(reason, f"{col}={text!r}")
+                meta[col] = value
+            return meta
+
+        for item in iter_scored_csv(
+            self,
+            [(self.labels, None)],
+            image_col="name",
+            score_col="mos_quality",
+            images=self.images,
+            row_hook=hook,
+        ):
+            if isinstance(item, Record):
+                item.score_std = item.metadata.pop("std_quality", None)  # type: ignore[assignment]
+            yield item

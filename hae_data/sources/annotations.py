@@ -1,0 +1,248 @@
+"""HumanBeauty-50K: the 12-dimension per-rater annotations (SPEC 2.4).
+
+The paper's own annotation files are unpublished; this is the project's format (**Decision**,
+SPEC 2.4), with its JSON Schema in ``annotation_schema/annotation_row.schema.json``:
+
+- one row per (image, rater) with the columns ``image``, ``rater`` and one column per
+  dimension, named by the standard's snake_case keys (``load_standard().keys``), each rating in
+  [0, 1] (higher is better);
+- as CSV (UTF-8, header row) or Parquet: ``<root>/annotations.csv`` or
+  ``<root>/annotations.parquet``, or any number of ``*.csv`` / ``*.parquet`` files in
+  ``<root>/annotations/`` (read in name order, for example one file per annotation batch);
+  ``annotations`` overrides the location;
+- ``image`` is the image's path relative to ``<root>/images/``.
+
+Score: 12 MOS values per image, the mean of its raters' ratings per dimension, computed by
+:func:`hae_data.scores.aggregate_mos`; an image needs ``min_raters`` (default 9) valid ratings
+(``too_few_raters`` otherwise). A rating row is rejected with a reason when it has the wrong
+number of fields (``malformed_row``), an empty image or rater id (``malformed_rating_row``), a
+value that is not a number (``non_numeric_rating``) or outside [0, 1] (``rating_out_of_range``);
+the detail of each of these quotes the JSON Schema's own messages
+(:func:`annotation_schema.validate_annotation_row`). The same rater rating the same image twice
+drops both rows (``duplicate_rating``). Extra columns are ignored with a warning; a missing
+dimension column is a :class:`~hae_data.sources.base.SourceFormatError` naming it.
+
+Records are ``part="fine_grained"``: ``dimension_scores`` (12 MOS in the standard's vector
+order), ``dimension_std``, ``rater_count``, and ``raw_score`` = the Overall Aesthetic MOS.
+
+Licence: as distributed by the HumanAesExpert authors (research use); files written in this
+format by other annotators carry their own terms. Citation: Liao et al. HumanAesExpert:
+Advancing a Multi-Modality Foundation Model for Human Image Aesthetic Assessment. arXiv
+2503.23907, 2025. Homepage: https://humanaesexpert.github.io/HumanAesExpert/. How to obtain:
+annotate with the standard in ``annotation_schema/standard.yaml`` (the released 50K labels
+are read by :mod:`hae_data.sources.label_jsonl` instead).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from annotation_schema import load_standard, validate_annotation_row
+from hae_data.records import Record, Rejection
+from hae_data.scores import aggregate_mos
+from hae_data.sources.base import DirectoryIndex, Source, SourceFormatError, relpath
+from hae_data.sources.catalog import CATALOG
+
+__all__ = ["AnnotationSource"]
+
+log = logging.getLogger(__name__)
+
+_ID_COLUMNS = ("image", "rater")
+
+
+class AnnotationSource(Source):
+    """Per-rater 12-dimension annotations (CSV or Parquet) and ``images/``."""
+
+    info = CATALOG["humanbeauty_50k"]
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        min_raters: int = 9,
+        annotations: str | None = None,
+        images_dir: str | None = None,
+    ) -> None:
+        super().__init__(root)
+        if min_raters < 1:
+            raise ValueError(f"min_raters must be >= 1, got {min_raters}")
+        self.min_raters = min_raters
+        self.keys = load_standard().keys
+        self.files = self._annotation_files(annotations)
+        self.images = self._images_dir(images_dir, ["images"])
+
+    def _annotation_files(self, option: str | None) -> list[Path]:
+        candidates = (
+            [option] if option else ["annotations.csv", "annotations.parquet", "annotations"]
+        )
+        found = self._find(candidates, what="annotation file(s)")
+        assert found is not None
+        if found.is_dir():
+            files = sorted(
+                p
+                for p in found.iterdir()
+                if p.is_file() and p.suffix.lower() in (".csv", ".parquet")
+            )
+            if not files:
+                raise SourceFormatError(f"HumanBeauty-50K: no .csv or .parquet file in {found}")
+            return files
+        return [found]
+
+    def _check_columns(self, path: Path, columns: list[str]) -> None:
+        missing = [c for c in (*_ID_COLUMNS, *self.keys) if c not in columns]
+        if missing:
+            raise SourceFormatError(
+                f"HumanBeauty-50K: {path} lacks required column(s) {missing}; found {columns}"
+            )
+        extra = [c for c in columns if c not in (*_ID_COLUMNS, *self.keys)]
+        if extra:
+            log.warning("HumanBeauty-50K: %s: ignoring extra column(s) %s", path.name, extra)
+
+    def _read(self, path: Path) -> tuple[pd.DataFrame, list[Rejection]]:
+        """One annotation file as a frame of (image, rater, 12 values, where)."""
+        columns = [*_ID_COLUMNS, *self.keys]
+        name = relpath(path, self.root)
+        rejections: list[Rejection] = []
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+            self._check_columns(path, table.column_names)
+            df = table.select(columns).to_pandas()
+            df["where"] = [f"{name}:row {i + 1}" for i in range(len(df))]
+            return df, rejections
+        rows: list[list[Any]] = []
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            reader = csv.reader(fh)
+            try:
+                header = [h.strip() for h in next(reader)]
+            except StopIteration:
+                raise SourceFormatError(f"HumanBeauty-50K: {path} is empty") from None
+            self._check_columns(path, header)
+            pick = [header.index(c) for c in columns]
+            for fields in reader:
+                if not fields:  # a blank line
+                    continue
+                where = f"{name}:{reader.line_num}"
+                if len(fields) != len(header):
+                    image = fields[pick[0]].strip() if len(fields) > pick[0] else where
+                    rejections.append(
+                        self._reject(
+                            image or where,
+                            "malformed_row",
+                            f"{where}: {len(fields)} fields, header has {len(header)}",
+                        )
+                    )
+                    continue
+                rows.append([fields[i] for i in pick] + [where])
+        return pd.DataFrame(rows, columns=[*columns, "where"]), rejections
+
+    def _screen(self, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Rejection]]:
+        """Drop rows the schema refuses, with the schema's messages as the detail."""
+        keys = list(self.keys)
+        numeric = df[keys].apply(pd.to_numeric, errors="coerce")
+        ids = df[list(_ID_COLUMNS)].astype(str).apply(lambda s: s.str.strip())
+        bad_id = df["image"].isna() | df["rater"].isna() | (ids == "").any(axis=1)
+        bad_id |= ids.isin(["nan", "None"]).any(axis=1)
+        non_numeric = numeric.isna().any(axis=1) & ~bad_id
+        out_of_range = ((numeric < 0.0) | (numeric > 1.0)).any(axis=1) & ~bad_id & ~non_numeric
+        bad = bad_id | non_numeric | out_of_range
+        rejections: list[Rejection] = []
+        for idx in df.index[bad]:
+            row = df.loc[idx]
+            reason = (
+                "malformed_rating_row"
+                if bad_id[idx]
+                else "non_numeric_rating"
+                if non_numeric[idx]
+                else "rating_out_of_range"
+            )
+            candidate: dict[str, Any] = {"image": row["image"], "rater": row["rater"]}
+            for key in keys:
+                value = numeric.at[idx, key]
+                candidate[key] = row[key] if math.isnan(value) else float(value)
+            errors = validate_annotation_row(
+                {k: v for k, v in candidate.items() if not (isinstance(v, float) and math.isnan(v))}
+            )
+            image = str(row["image"]).strip() if not bad_id[idx] else str(row["where"])
+            rejections.append(
+                Rejection(
+                    source=self.info.name,
+                    file_name=image,
+                    reason=reason,
+                    stage="ratings",
+                    detail=f"{row['where']}: rater {row['rater']}: " + "; ".join(errors)[:400],
+                )
+            )
+        clean = df[~bad].copy()
+        clean[keys] = numeric[~bad]
+        clean["image"] = clean["image"].astype(str).str.strip()
+        clean["rater"] = clean["rater"].astype(str).str.strip()
+        return clean, rejections
+
+    def iter_items(self) -> Iterator[Record | Rejection]:
+        """12-dimension MOS per image; row rejections first, then one record per image."""
+        frames: list[pd.DataFrame] = []
+        row_rejections: list[Rejection] = []
+        for path in self.files:
+            df, rejected = self._read(path)
+            frames.append(df)
+            row_rejections.extend(rejected)
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        clean, screened = self._screen(df)
+        row_rejections.extend(screened)
+        images = {str(i).strip() for i in df["image"].dropna()} if len(df) else set()
+        to_path = {i: self.images / i for i in images if i}
+        yield from self._fix_mos_rejections(row_rejections, to_path)
+        result = aggregate_mos(
+            clean,
+            list(self.keys),
+            source=self.info.name,
+            scale=(0.0, 1.0),
+            min_raters=self.min_raters,
+        )
+        yield from self._fix_mos_rejections(result.rejections, to_path, self.files[0].name)
+        # Images whose every row was malformed never reach the MOS: give them a verdict too.
+        seen = set(clean["image"])
+        for image in sorted(images - seen):
+            if image and image in to_path:
+                yield Rejection(
+                    source=self.info.name,
+                    file_name=relpath(to_path[image], self.root),
+                    reason="too_few_raters",
+                    stage="mos",
+                    detail=f"0 valid rating(s), need at least {self.min_raters}",
+                    image_path=str(to_path[image]),
+                )
+        index = DirectoryIndex(self.images)
+        root_col = load_standard().root - 1
+        where = ", ".join(relpath(p, self.root) for p in self.files)
+        table = result.table
+        # Plain arrays: iterrows over 50,000 images x 25 columns costs seconds.
+        means = table[list(self.keys)].to_numpy(dtype=float)
+        stds = table[[f"{k}_std" for k in self.keys]].to_numpy(dtype=float)
+        counts = table["rater_count"].to_numpy()
+        for image, mean, std, count in zip(table.index, means, stds, counts, strict=True):
+            path = self.images / str(image)
+            if str(image) not in index:
+                yield self._missing(path, where)
+                continue
+            known = not np.isnan(std).any()  # NaN only with a single rater
+            yield self._record(
+                path,
+                float(mean[root_col]),
+                part="fine_grained",
+                rater_count=int(count),
+                score_std=float(std[root_col]) if known else None,
+                dimension_scores=mean.tolist(),
+                dimension_std=std.tolist() if known else None,
+            )

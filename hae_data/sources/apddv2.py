@@ -1,0 +1,113 @@
+"""APDDv2: Aesthetics of Paintings and Drawings Dataset (Jin et al., NeurIPS 2024 D&B).
+
+Zero-shot evaluation set (SPEC 3.4): it goes through the same loader interface and face filter
+as the training sources.
+
+Native format: ``APDDv2-10023.csv`` (confirmed: the header in the authors' repository is
+``filename,Artistic Categories,Total aesthetic score,Theme and logic,Creativity,Layout and
+composition,Space and perspective,The sense of order,Light and shadow,Color,Details and
+texture,The overall,Mood,Language Comment``; attribute cells are empty where an attribute does
+not apply to the category; ``Artistic Categories`` reads ``medium*style*subject``). Some users
+read the file as ISO-8859-1, so it is decoded as UTF-8 when valid and as Latin-1 otherwise.
+``filesource.csv`` (source URLs) is not needed.
+
+**Not confirmed** (``layout_confirmed=False``): the image folder inside the downloaded archive.
+A public mirror names it ``APDDv2images/``; ``APDDv2images``, ``images`` and ``APDDv2-images``
+are tried in that order and ``images_dir`` overrides. File names are the CSV's ``filename``
+(32 hex characters plus ``.jpg``/``.png``).
+
+Score: ``Total aesthetic score``, 0-100, higher is better; each is the mean of the scores of
+several artists (85,191 score labels over 10,023 images in all, attributes included); the ten
+attribute scores (0-10) are kept as metadata. No per-rater data is released. Licence:
+CC BY-NC-ND 4.0 (the repository's README); the artworks remain the copyright of their artists.
+Citation: Jin, Qiao, Lu, Wang, Huang, Gao, Liu, Li. APDDv2: Aesthetics of Paintings and
+Drawings Dataset with Artist Labeled Scores and Comments. NeurIPS 2024 Datasets and Benchmarks.
+Homepage / how to obtain: https://github.com/BestiVictory/APDDv2 (Google Drive / Baidu links).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from hae_data.records import Record, Rejection
+from hae_data.sources.base import RowError, Source, iter_scored_csv, parse_score
+from hae_data.sources.catalog import CATALOG
+
+__all__ = ["ATTRIBUTES", "Apddv2Source"]
+
+#: The ten aesthetic attribute columns of ``APDDv2-10023.csv`` (each 0-10, empty if n/a).
+ATTRIBUTES = (
+    "Theme and logic",
+    "Creativity",
+    "Layout and composition",
+    "Space and perspective",
+    "The sense of order",
+    "Light and shadow",
+    "Color",
+    "Details and texture",
+    "The overall",
+    "Mood",
+)
+_ATTRIBUTE_SCALE = (0.0, 10.0)
+
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+class Apddv2Source(Source):
+    """APDDv2 from ``APDDv2-10023.csv`` and the image folder (layout partly unconfirmed)."""
+
+    info = CATALOG["apddv2"]
+
+    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
+        super().__init__(root)
+        found = self._find(["APDDv2-10023.csv"], what="APDDv2-10023.csv", required=False)
+        if found is None:
+            others = sorted(self.root.glob("APDDv2*.csv"))
+            found = others[0] if others else None
+        if found is None:
+            self._find(["APDDv2-10023.csv"], what="the APDDv2 label CSV")
+        assert found is not None
+        self.labels = found
+        self.images = self._images_dir(images_dir, ["APDDv2images", "images", "APDDv2-images"])
+
+    def iter_items(self) -> Iterator[Record | Rejection]:
+        """Stream the label CSV."""
+
+        def hook(row: dict[str, str]) -> dict[str, object]:
+            attributes: dict[str, float] = {}
+            for col in ATTRIBUTES:
+                text = (row.get(col) or "").strip()
+                if not text:
+                    continue
+                value, reason = parse_score(text, _ATTRIBUTE_SCALE)
+                if reason is not None:
+                    raise RowError(reason, f"{col}={text!r}")
+                assert value is not None
+                attributes[col] = value
+            categories = (row.get("Artistic Categories") or "").split("*")
+            meta: dict[str, object] = {"attributes": attributes}
+            for key, value in zip(("medium", "style", "subject"), categories, strict=False):
+                if value.strip():
+                    meta[key] = value.strip()
+            comment = (row.get("Language Comment") or "").strip()
+            if comment:
+                meta["comment"] = comment
+            return meta
+
+        yield from iter_scored_csv(
+            self,
+            [(self.labels, None)],
+            image_col="filename",
+            score_col="Total aesthetic score",
+            images=self.images,
+            row_hook=hook,
+            text=_decode,
+        )

@@ -1,0 +1,191 @@
+"""AVA: A Large-Scale Database for Aesthetic Visual Analysis (Murray et al., CVPR 2012).
+
+Native format (confirmed against the authors' ``AVA_dataset/README.txt``, redistributed in
+github.com/imfing/ava_downloader): ``AVA.txt``, one image per line, 15 space-separated columns:
+index, image id, ten vote counts for the scores 1..10, semantic tag 1, semantic tag 2 (ids
+1-66 named in ``tags.txt``; ``0`` means no tag), challenge id (named in ``challenges.txt``).
+``aesthetics_image_lists/generic_ls_train.jpgl`` and ``generic_test.jpgl`` list the image ids of
+the official large-scale train and test sets. The images (``<id>.jpg``, about 255,500 files) are
+not part of the release; the usual copies put them in ``images/`` (also found: ``image/``).
+This loader accepts the text files at the root or under ``AVA_dataset/``.
+
+Score: 1-10, higher is better. Raters: a vote histogram from DPChallenge members (about 200
+votes per image, no rater ids), so the MOS is the vote-weighted mean of 1..10 with the vote
+count kept as ``rater_count`` and the sample standard deviation of the votes as ``score_std``.
+An image with no votes is rejected (``no_votes``).
+
+Licence: research use only; images remain the copyright of their photographers and
+DPChallenge, and must not be redistributed. Citation: Murray, Marchesotti, Perronnin. AVA: A
+large-scale database for aesthetic visual analysis. CVPR 2012. Homepage / how to obtain: the
+annotation package from http://www.lucamarchesotti.com/ (mirrored by imfing/ava_downloader on
+GitHub, which also links the image archive).
+
+Metadata kept per image: ``ava_index``, ``votes`` (the histogram), ``vote_count``, ``tags``
+(ids, without the 0 placeholders), ``tag_names`` (when ``tags.txt`` is present),
+``challenge_id`` / ``challenge`` and ``official_split`` (``train``/``test``) when the lists exist.
+
+``AVA.txt`` is streamed line by line: the 255,500-line file loads in about a second
+(``tests/sources/test_ava_large.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from operator import mul
+from pathlib import Path
+
+from hae_data.records import Record, Rejection
+from hae_data.sources.base import DirectoryIndex, Source, read_text_lines, relpath
+from hae_data.sources.catalog import CATALOG
+
+__all__ = ["AvaSource"]
+
+log = logging.getLogger(__name__)
+
+_N_COLUMNS = 15
+_N_SCORES = 10
+_MAX_TAG = 66
+
+
+def _read_names(path: Path | None) -> dict[int, str]:
+    """``id name`` lines (``tags.txt``, ``challenges.txt``) as a dict; unreadable lines skipped."""
+    names: dict[int, str] = {}
+    if path is None:
+        return names
+    for number, line in read_text_lines(path):
+        parts = line.strip().split(maxsplit=1)
+        try:
+            names[int(parts[0])] = parts[1].strip() if len(parts) > 1 else ""
+        except ValueError:
+            log.warning("%s:%d: not an 'id name' line: %r", path, number, line)
+    return names
+
+
+def _read_ids(path: Path | None) -> set[str]:
+    if path is None:
+        return set()
+    return {line.strip() for _, line in read_text_lines(path)}
+
+
+class AvaSource(Source):
+    """AVA from ``AVA.txt`` and ``images/<id>.jpg``.
+
+    ``images_dir`` overrides where the images are (relative to the root or absolute).
+    """
+
+    info = CATALOG["ava"]
+
+    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
+        super().__init__(root)
+        self.labels = self._find(["AVA.txt", "AVA_dataset/AVA.txt"], what="AVA.txt")
+        assert self.labels is not None
+        meta = self.labels.parent
+        self.images = self._images_dir(
+            images_dir, ["images", "image", "AVA_dataset/images", "AVA_dataset/image"]
+        )
+        self.tags_file = meta / "tags.txt" if (meta / "tags.txt").is_file() else None
+        self.challenges_file = (
+            meta / "challenges.txt" if (meta / "challenges.txt").is_file() else None
+        )
+        lists = meta / "aesthetics_image_lists"
+        self.train_list = (
+            lists / "generic_ls_train.jpgl" if (lists / "generic_ls_train.jpgl").is_file() else None
+        )
+        self.test_list = (
+            lists / "generic_test.jpgl" if (lists / "generic_test.jpgl").is_file() else None
+        )
+
+    def iter_items(self) -> Iterator[Record | Rejection]:
+        """Stream ``AVA.txt``: one record per line with votes, rejections for bad lines."""
+        tags = _read_names(self.tags_file)
+        challenges = _read_names(self.challenges_file)
+        train_ids, test_ids = _read_ids(self.train_list), _read_ids(self.test_list)
+        index = DirectoryIndex(self.images)
+        seen: dict[str, int] = {}
+        where_file = self.labels.name
+        prefix = relpath(self.images, self.root)
+        folder = str(self.images)
+        for number, line in read_text_lines(self.labels):
+            fields = line.split()
+            image_id = fields[1] if len(fields) > 1 else fields[0]
+            name = f"{image_id}.jpg"
+            file_name = f"{prefix}/{name}"
+            problem = _check(fields, line)
+            if problem is not None:
+                reason, detail = problem
+                yield self._reject(
+                    file_name, reason, f"{where_file}:{number}: {detail}", image=self.images / name
+                )
+                continue
+            votes = list(map(int, fields[2 : 2 + _N_SCORES]))
+            n = sum(votes)
+            if image_id in seen:
+                yield self._reject(
+                    file_name,
+                    "duplicate_id",
+                    f"{where_file}:{number}: image id {image_id} already listed on line "
+                    f"{seen[image_id]}",
+                    image=self.images / name,
+                )
+                continue
+            seen[image_id] = number
+            if name not in index:
+                yield self._missing(self.images / name, f"{where_file}:{number}")
+                continue
+            s1 = sum(map(mul, _K, votes))
+            s2 = sum(map(mul, _K2, votes))
+            mos = s1 / n
+            # Sample variance of the votes from the histogram's first two moments.
+            std = math.sqrt(max(s2 - s1 * s1 / n, 0.0) / (n - 1)) if n > 1 else None
+            tag_ids = (int(fields[12]), int(fields[13]))
+            challenge_id = int(fields[14])
+            kept_tags = [t for t in tag_ids if t != 0]
+            metadata: dict[str, object] = {
+                "ava_index": fields[0],
+                "votes": votes,
+                "vote_count": n,
+                "tags": kept_tags,
+                "challenge_id": challenge_id,
+            }
+            if tags:
+                metadata["tag_names"] = [tags.get(t, str(t)) for t in kept_tags]
+            if challenges:
+                metadata["challenge"] = challenges.get(challenge_id)
+            if image_id in test_ids:
+                metadata["official_split"] = "test"
+            elif image_id in train_ids:
+                metadata["official_split"] = "train"
+            yield self._record(
+                f"{folder}/{name}",
+                mos,
+                file_name=file_name,
+                rater_count=n,
+                score_std=std,
+                metadata=metadata,
+            )
+
+
+_K = tuple(range(1, _N_SCORES + 1))
+_K2 = tuple(k * k for k in _K)
+
+
+def _check(fields: list[str], line: str) -> tuple[str, str] | None:
+    """``(reason, detail)`` for a line that cannot be used, None for a good one."""
+    if len(fields) != _N_COLUMNS:
+        return "malformed_row", f"{len(fields)} columns, expected {_N_COLUMNS}: {line[:120]!r}"
+    counts = fields[2 : 2 + _N_SCORES]
+    if not all(c.lstrip("-").isdecimal() for c in counts):
+        return "non_numeric_score", f"vote counts must be integers: {counts}"
+    if any(c.startswith("-") for c in counts):
+        return "score_out_of_range", f"negative vote count in {counts}"
+    ids = fields[12:]
+    if not all(i.isdecimal() for i in ids):
+        return "malformed_row", f"tag and challenge ids must be non-negative integers: {ids}"
+    if any(int(t) > _MAX_TAG for t in ids[:2]):
+        return "malformed_row", f"tag ids must be 0 (none) or 1-{_MAX_TAG}: {ids[:2]}"
+    if all(c.lstrip("0") == "" for c in counts):
+        return "no_votes", "all ten vote counts are 0"
+    return None

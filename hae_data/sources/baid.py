@@ -1,0 +1,52 @@
+"""BAID: the Boldbrush Artistic Image Dataset (Yi et al., CVPR 2023).
+
+Native format (confirmed in github.com/Dreemurr-T/BAID): ``dataset/train_set.csv``,
+``dataset/val_set.csv`` and ``dataset/test_set.csv`` with columns ``image,score`` (for example
+``241705.jpg,9.999043``); the images are downloaded by ``downloading_script/download.py`` into
+``images/`` (or fetched from the authors' Baidu Netdisk copy). The three files are the official
+split (``official_split`` = ``train``/``val``/``test``).
+
+Score: 0-10, higher is better, derived by the authors from the votes each artwork received on
+Boldbrush; no per-rater data is released (the authors' own loader divides by 10). Licence:
+CC BY-NC-ND 4.0 (the repository's README); the artworks remain the copyright of their artists.
+Citation: Yi, Tian, Gu, Lai, Rosin. Towards Artistic Image Aesthetics Assessment: a Large-scale
+Dataset and a New Method. CVPR 2023. Homepage / how to obtain:
+https://github.com/Dreemurr-T/BAID (clone, then run its download script).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from hae_data.records import Record, Rejection
+from hae_data.sources.base import Source, iter_scored_csv
+from hae_data.sources.catalog import CATALOG
+
+__all__ = ["BaidSource"]
+
+_SPLITS = (("train_set.csv", "train"), ("val_set.csv", "val"), ("test_set.csv", "test"))
+
+
+class BaidSource(Source):
+    """BAID from ``dataset/{train,val,test}_set.csv`` and ``images/``."""
+
+    info = CATALOG["baid"]
+
+    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
+        super().__init__(root)
+        folder = self._find(["dataset"], what="dataset/ folder with the label CSVs")
+        assert folder is not None
+        self.label_files: list[tuple[Path, str | None]] = [
+            (folder / name, split) for name, split in _SPLITS if (folder / name).is_file()
+        ]
+        if not self.label_files:
+            self._find([f"dataset/{name}" for name, _ in _SPLITS], what="label CSV")
+        self.images = self._images_dir(images_dir, ["images"])
+
+    def iter_items(self) -> Iterator[Record | Rejection]:
+        """Stream the three split files in train, val, test order."""
+        yield from iter_scored_csv(
+            self, self.label_files, image_col="image", score_col="score", images=self.images
+        )

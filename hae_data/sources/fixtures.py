@@ -1,0 +1,851 @@
+"""Fixture writers: a miniature copy of each source in its native layout, with known answers.
+
+``write_fixture(name, root, n=6)`` writes ``n`` good items of source ``name`` under ``root``
+exactly as the authors distribute the dataset (``AVA.txt``, ``All_Ratings.xlsx`` with 60 raters
+per image, the MEBeauty wide workbook, ...), plus, with ``broken=True``, a few deliberately bad
+rows: wrong column count, non-numeric and out-of-range scores, a missing image file, a duplicate
+id, and for the per-rater sources too few raters and a duplicate (image, rater). It returns a
+:class:`FixtureManifest` that says what the loader should produce: how many records, which
+rejection reasons how often, and each record's expected raw score (computed here from the
+generated ratings, independently of the loader).
+
+Images are small generated JPEGs unless ``images`` is given: a sequence of encoded images or a
+function from the item index to encoded bytes. The demo passes real photos that way (good
+items use ``images`` in order; the few extra files for broken cases are always generated).
+
+The tests use these fixtures; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotation_schema import load_standard
+
+__all__ = ["WRITERS", "FixtureManifest", "ImageProvider", "make_jpeg", "write_fixture"]
+
+#: Encoded images for the good items, in order, or a function from item index to bytes.
+ImageProvider = Sequence[bytes] | Callable[[int], bytes] | None
+
+
+@dataclass
+class FixtureManifest:
+    """What a loader should produce from a fixture.
+
+    ``scores`` maps each expected record's ``file_name`` to its raw score; ``rater_counts`` and
+    ``dimension_scores`` do the same where the source has raters or 12 dimensions,
+    ``score_stds`` where it publishes a standard deviation, ``metadata`` lists metadata entries
+    each record must carry. ``options``
+    are constructor keyword arguments the loader needs for this fixture (usually none).
+    """
+
+    source: str
+    root: Path
+    kept: int
+    rejected: dict[str, int]
+    scores: dict[str, float]
+    rater_counts: dict[str, int] = field(default_factory=dict)
+    dimension_scores: dict[str, list[float]] = field(default_factory=dict)
+    score_stds: dict[str, float] = field(default_factory=dict)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_rejected(self) -> int:
+        """The number of rejections expected."""
+        return sum(self.rejected.values())
+
+
+def make_jpeg(index: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small JPEG, different for every ``index`` (so every image has its own content hash)."""
+    from PIL import Image, ImageDraw
+
+    w, h = size
+    rng = np.random.default_rng(index)
+    base = rng.integers(0, 256, size=3)
+    y, x = np.mgrid[0:h, 0:w]
+    arr = np.empty((h, w, 3), dtype=np.uint8)
+    for c in range(3):
+        arr[..., c] = (base[c] + x * (c + 1) * 3 + y * (3 - c) * 2) % 256
+    img = Image.fromarray(arr, "RGB")
+    draw = ImageDraw.Draw(img)
+    x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+    draw.rectangle([x0, y0, x0 + w // 3, y0 + h // 3], fill=tuple(int(v) for v in 255 - base))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+class _Images:
+    """Writes image files: provider bytes for good items, generated ones for the extras."""
+
+    def __init__(self, provider: ImageProvider, n: int) -> None:
+        if provider is not None and not callable(provider) and len(provider) < n:
+            raise ValueError(f"images has {len(provider)} item(s); the fixture needs n={n}")
+        self.provider = provider
+        self.extra = 0
+
+    def good(self, path: Path, index: int) -> None:
+        if self.provider is None:
+            data = make_jpeg(index)
+        elif callable(self.provider):
+            data = self.provider(index)
+        else:
+            data = self.provider[index]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def extra_file(self, path: Path) -> None:
+        self.extra += 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(make_jpeg(100_000 + self.extra))
+
+
+def _rng(name: str) -> np.random.Generator:
+    return np.random.default_rng(sum(ord(c) * 31**i for i, c in enumerate(name)) % 2**32)
+
+
+def _check_n(n: int, minimum: int = 1) -> None:
+    if n < minimum:
+        raise ValueError(f"n must be >= {minimum}, got {n}")
+
+
+def _write_csv(path: Path, rows: list[list[Any]], *, encoding: str = "utf-8") -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding=encoding, newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def _xlsx(path: Path, sheets: dict[str, list[list[Any]]]) -> None:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        for row in rows:
+            ws.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
+
+
+# -- AVA ---------------------------------------------------------------------------------
+
+
+def write_ava(
+    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``AVA.txt`` (15 columns), ``tags.txt``, ``challenges.txt``, the generic split lists and
+    ``images/<id>.jpg``. Item 0 has no tags (``0 0``), item 1 one tag (``15 0``)."""
+    _check_n(n)
+    rng = _rng("ava")
+    files = _Images(images, n)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tags.txt").write_text("1 Abstract\n15 Nature\n17 Portraiture\n18 Still Life\n")
+    (root / "challenges.txt").write_text("100 Portraits\n101 Free_Study\n102 Faces\n")
+    lines: list[str] = []
+    scores: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    train, test = [], []
+    for i in range(n):
+        image_id = str(953_000 + i)
+        votes = [int(v) for v in rng.integers(0, 40, size=10)]
+        votes[int(rng.integers(0, 10))] += 1  # never all zero
+        tags = [0, 0] if i == 0 else [15, 0] if i == 1 else [17, 1 + int(rng.integers(0, 66))]
+        lines.append(" ".join(map(str, [i + 1, image_id, *votes, *tags, 100 + i % 3])))
+        files.good(root / "images" / f"{image_id}.jpg", i)
+        name = f"images/{image_id}.jpg"
+        total = sum(votes)
+        scores[name] = sum(k * c for k, c in enumerate(votes, start=1)) / total
+        counts[name] = total
+        meta[name] = {"tags": [t for t in tags if t], "challenge_id": 100 + i % 3}
+        (train if i % 2 == 0 else test).append(image_id)
+    rejected: Counter[str] = Counter()
+    if broken:
+        k = n + 1
+        lines.append(f"{k} 990001 1 2 3 4 5 6 7 8 9 10 0 0")  # 14 columns
+        rejected["malformed_row"] += 1
+        lines.append(f"{k + 1} 990002 1 2 x 4 5 6 7 8 9 10 0 0 100")
+        rejected["non_numeric_score"] += 1
+        lines.append(f"{k + 2} 990003 1 2 -3 4 5 6 7 8 9 10 0 0 100")
+        rejected["score_out_of_range"] += 1
+        lines.append(f"{k + 3} 990004 0 0 0 0 0 0 0 0 0 0 0 0 100")
+        rejected["no_votes"] += 1
+        lines.append(f"{k + 4} 990005 1 2 3 4 5 6 7 8 9 10 0 0 100")  # no image file
+        rejected["missing_file"] += 1
+        first = lines[0].split(" ", 1)[1]
+        lines.append(f"{k + 5} {first}")
+        rejected["duplicate_id"] += 1
+    (root / "AVA.txt").write_text("\n".join(lines) + "\n")
+    lists = root / "aesthetics_image_lists"
+    lists.mkdir(exist_ok=True)
+    (lists / "generic_ls_train.jpgl").write_text("".join(f"{i}\n" for i in train))
+    (lists / "generic_test.jpgl").write_text("".join(f"{i}\n" for i in test))
+    return FixtureManifest("ava", root, n, dict(rejected), scores, counts, metadata=meta)
+
+
+# -- TAD66K and BAID (image,score CSVs) ---------------------------------------------------
+
+
+def _scored_csv_fixture(
+    name: str,
+    root: Path,
+    label_files: list[tuple[Path, str]],
+    images_dir: Path,
+    *,
+    n: int,
+    images: ImageProvider,
+    broken: bool,
+    scale: tuple[float, float],
+    stem: Callable[[int], str],
+) -> FixtureManifest:
+    rng = _rng(name)
+    files = _Images(images, n)
+    rows: dict[Path, list[list[Any]]] = {path: [["image", "score"]] for path, _ in label_files}
+    scores: dict[str, float] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    prefix = images_dir.relative_to(root).as_posix()
+    lo, hi = scale
+    for i in range(n):
+        path, split = label_files[i % len(label_files)]
+        image = f"{stem(i)}.jpg"
+        score = round(float(lo + (hi - lo) * rng.uniform(0.05, 0.95)), 6)
+        rows[path].append([image, f"{score}"])
+        files.good(images_dir / image, i)
+        scores[f"{prefix}/{image}"] = score
+        meta[f"{prefix}/{image}"] = {"official_split": split}
+    rejected: Counter[str] = Counter()
+    if broken:
+        first, last = label_files[0][0], label_files[-1][0]
+        rows[first].append([f"{stem(900)}.jpg", "5.0", "extra"])
+        rejected["malformed_row"] += 1
+        rows[first].append([f"{stem(901)}.jpg", "abc"])
+        rejected["non_numeric_score"] += 1
+        rows[first].append([f"{stem(902)}.jpg", f"{hi + 2.5}"])
+        rejected["score_out_of_range"] += 1
+        rows[first].append([f"{stem(903)}.jpg", f"{(lo + hi) / 2}"])  # no file
+        rejected["missing_file"] += 1
+        rows[last].append([rows[first][1][0], "1.0"])  # the first good image again
+        rejected["duplicate_id"] += 1
+    for path, content in rows.items():
+        _write_csv(path, content)
+    return FixtureManifest(name, root, n, dict(rejected), scores, metadata=meta)
+
+
+def write_tad66k(
+    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``labels/merge/{train,test}.csv`` (``image,score``), one theme folder, ``imgs/``."""
+    _check_n(n)
+    merge = root / "labels" / "merge"
+    manifest = _scored_csv_fixture(
+        "tad66k",
+        root,
+        [(merge / "train.csv", "train"), (merge / "test.csv", "test")],
+        root / "imgs",
+        n=n,
+        images=images,
+        broken=broken,
+        scale=(0.0, 10.0),
+        stem=lambda i: str(1_003_000 + i),
+    )
+    # A per-theme label file naming the first image (its theme becomes metadata).
+    first = next(iter(manifest.scores))
+    _write_csv(
+        root / "labels" / "portrait" / "portrait.csv",
+        [["image", "score"], [first.rsplit("/", 1)[-1], manifest.scores[first]]],
+    )
+    manifest.metadata[first]["theme"] = "portrait"
+    return manifest
+
+
+def write_baid(
+    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``dataset/{train,val,test}_set.csv`` (``image,score``) and ``images/``."""
+    _check_n(n)
+    data = root / "dataset"
+    return _scored_csv_fixture(
+        "baid",
+        root,
+        [
+            (data / "train_set.csv", "train"),
+            (data / "val_set.csv", "val"),
+            (data / "test_set.csv", "test"),
+        ],
+        root / "images",
+        n=n,
+        images=images,
+        broken=broken,
+        scale=(0.0, 10.0),
+        stem=lambda i: str(241_700 + i),
+    )
+
+
+# -- SCUT-FBP5500 ------------------------------------------------------------------------
+
+_SCUT_PREFIXES = ("AF", "AM", "CF", "CM")
+SCUT_RATERS = 60
+
+
+def write_scut_fbp5500(
+    root: Path, *, n: int = 8, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``Images/``, ``All_Ratings.xlsx`` (a decoy subset sheet, then ``ALL`` with 60 raters per
+    image: ``Rater, Filename, Rating, original Rating``) and ``train_test_files/``."""
+    _check_n(n, 4 if broken else 1)
+    rng = _rng("scut")
+    files = _Images(images, n)
+    header = ["Rater", "Filename", "Rating", "original Rating"]
+    ratings: dict[str, list[tuple[object, object]]] = {}
+    names = [f"{_SCUT_PREFIXES[i % 4]}{i // 4 + 1}.jpg" for i in range(n)]
+    for i, name in enumerate(names):
+        centre = rng.uniform(1.8, 4.2)
+        values = np.clip(np.rint(rng.normal(centre, 0.7, SCUT_RATERS)), 1, 5).astype(int)
+        ratings[name] = [(r + 1, int(v)) for r, v in enumerate(values)]
+        files.good(root / "Images" / name, i)
+    rejected: Counter[str] = Counter()
+    extra_rows: list[list[Any]] = []
+    expect = {name: [float(v) for _, v in rows] for name, rows in ratings.items()}
+    if broken:
+        # A non-numeric and an out-of-range rating: dropped, the image keeps 59 raters.
+        r0 = ratings[names[0]]
+        r0[0] = (r0[0][0], "abc")
+        expect[names[0]] = expect[names[0]][1:]
+        rejected["non_numeric_rating"] += 1
+        r1 = ratings[names[1]]
+        r1[0] = (r1[0][0], 7)
+        expect[names[1]] = expect[names[1]][1:]
+        rejected["rating_out_of_range"] += 1
+        # The same rater twice for one image: both copies go (58 raters left).
+        r2 = ratings[names[2]]
+        extra_rows.append([r2[5][0], names[2], 3, 3])
+        expect[names[2]] = [float(v) for k, (_, v) in enumerate(r2) if k != 5]
+        rejected["duplicate_rating"] += 2
+        # An image rated by only 5 raters, one whose file is missing, a row without a file name.
+        ratings["AM901.jpg"] = [(r + 1, 3) for r in range(5)]
+        files.extra_file(root / "Images" / "AM901.jpg")
+        rejected["too_few_raters"] += 1
+        ratings["CF902.jpg"] = [(r + 1, 4) for r in range(SCUT_RATERS)]
+        rejected["missing_file"] += 1
+        extra_rows.append([7, None, 3, 3])
+        rejected["malformed_rating_row"] += 1
+    all_rows = [header]
+    for name, rows in ratings.items():
+        all_rows.extend([rater, name, value, value] for rater, value in rows)
+    all_rows.extend(extra_rows)
+    decoy = [header] + [row for row in all_rows[1:] if str(row[1] or "").startswith("AF")]
+    _xlsx(root / "All_Ratings.xlsx", {"Asian_Female": decoy, "ALL": all_rows})
+    scores, counts, meta = {}, {}, {}
+    tt = root / "train_test_files"
+    split = tt / "split_of_60%training and 40%testing"
+    split.mkdir(parents=True, exist_ok=True)
+    published = {name: float(np.mean([v for v in vals])) for name, vals in expect.items()}
+    train_lines, test_lines = [], []
+    for i, name in enumerate(names):
+        key = f"Images/{name}"
+        scores[key], _ = _mean_std(expect[name])
+        counts[key] = len(expect[name])
+        subset = {
+            "AF": ("asian", "female"),
+            "AM": ("asian", "male"),
+            "CF": ("caucasian", "female"),
+            "CM": ("caucasian", "male"),
+        }[name[:2]]
+        in_train = i % 5 < 3
+        meta[key] = {
+            "ethnicity": subset[0],
+            "gender": subset[1],
+            "official_split": "train" if in_train else "test",
+            "cv_fold": i % 5 + 1,
+        }
+        (train_lines if in_train else test_lines).append(f"{name} {published[name]:.6f}")
+    (split / "train.txt").write_text("\n".join(train_lines) + "\n")
+    (split / "test.txt").write_text("\n".join(test_lines) + "\n")
+    (tt / "All_labels.txt").write_text("".join(f"{k} {v:.6f}\n" for k, v in published.items()))
+    for k in range(1, 6):
+        cv = tt / "5_folders_cross_validations_files" / f"cross_validation_{k}"
+        cv.mkdir(parents=True, exist_ok=True)
+        test = [name for i, name in enumerate(names) if i % 5 + 1 == k]
+        (cv / f"test_{k}.txt").write_text("".join(f"{t} {published[t]:.6f}\n" for t in test))
+        (cv / f"train_{k}.txt").write_text(
+            "".join(f"{t} {published[t]:.6f}\n" for t in names if t not in test)
+        )
+    return FixtureManifest("scut_fbp5500", root, n, dict(rejected), scores, counts, metadata=meta)
+
+
+# -- MEBeauty ----------------------------------------------------------------------------
+
+_ME_GROUPS = [
+    ("female", "asian"),
+    ("male", "black"),
+    ("female", "caucasian"),
+    ("male", "hispanic"),
+    ("female", "indian"),
+    ("male", "mideastern"),
+]
+_ME_RATERS = [f"A{17 + k}XQ{k:02d}" for k in range(10)] + ["femalecf29", "malecm37"]
+
+
+def write_mebeauty(
+    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``images/<gender>/<ethnicity>/``, the wide workbook ``scores/generic_scores_all_2022.xlsx``
+    (``image``, 12 rater columns, a ``mean`` column) and ``scores/{train,val,test}_2022.txt``."""
+    _check_n(n, 3 if broken else 1)
+    rng = _rng("mebeauty")
+    files = _Images(images, n)
+    header = ["image", *_ME_RATERS, "mean"]
+    sheet: list[list[Any]] = [header]
+    expect: dict[str, list[float]] = {}
+    paths: dict[str, str] = {}
+    for i in range(n):
+        gender, ethnicity = _ME_GROUPS[i % len(_ME_GROUPS)]
+        name = (
+            f"woman-{4_686_000 + i}_1920.jpg"
+            if gender == "female"
+            else f"man-{921_000 + i}_1920.jpg"
+        )
+        rel = f"images/{gender}/{ethnicity}/{name}"
+        files.good(root / rel, i)
+        centre = rng.uniform(3.0, 8.0)
+        cells: list[Any] = []
+        for k in range(len(_ME_RATERS)):
+            # Raters 10 and 11 skip every other image: empty cells are "not rated".
+            if k >= 10 and i % 2:
+                cells.append(None)
+            else:
+                cells.append(int(np.clip(round(rng.normal(centre, 1.5)), 1, 10)))
+        expect[name] = [float(c) for c in cells if c is not None]
+        paths[name] = rel
+        sheet.append([name, *cells, round(float(np.mean(expect[name])), 3)])
+    rejected: Counter[str] = Counter()
+    if broken:
+        sheet[1][1] = "n/a"
+        expect[sheet[1][0]] = expect[sheet[1][0]][1:]
+        rejected["non_numeric_rating"] += 1
+        sheet[2][1] = 11
+        expect[sheet[2][0]] = expect[sheet[2][0]][1:]
+        rejected["rating_out_of_range"] += 1
+        sheet.append(["few-raters.jpg", 5, 6, 7, 5, 6, *[None] * 7, 5.8])
+        files.extra_file(root / "images" / "female" / "black" / "few-raters.jpg")
+        rejected["too_few_raters"] += 1
+        sheet.append(["ghost.jpg", *[6] * 12, 6.0])  # rated, but no image file
+        rejected["missing_file"] += 1
+        sheet.append([sheet[3][0], *[1] * 12, 1.0])  # the same image listed again
+        rejected["duplicate_id"] += 1
+        files.extra_file(root / "images" / "female" / "hispanic" / "2.jpg")
+        files.extra_file(root / "images" / "male" / "black" / "2.jpg")
+        sheet.append(["2.jpg", *[5] * 12, 5.0])  # a bare name found in two folders
+        rejected["ambiguous_file"] += 1
+    _xlsx(root / "scores" / "generic_scores_all_2022.xlsx", {"Sheet1": sheet})
+    scores, counts, meta = {}, {}, {}
+    lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for i, (name, values) in enumerate(expect.items()):
+        rel = paths[name]
+        scores[rel], _ = _mean_std(values)
+        counts[rel] = len(values)
+        split = ("train", "train", "val", "test")[i % 4]
+        gender, ethnicity = rel.split("/")[1:3]
+        meta[rel] = {"gender": gender, "ethnicity": ethnicity, "official_split": split}
+        lists[split].append(f"/home/ubuntu/ME-beautydatabase/{rel} {scores[rel]}")
+    for split, lines in lists.items():
+        (root / "scores" / f"{split}_2022.txt").write_text("\n".join(lines) + "\n")
+    return FixtureManifest("mebeauty", root, n, dict(rejected), scores, counts, metadata=meta)
+
+
+# -- AGIQA-3K ----------------------------------------------------------------------------
+
+_AGIQA_HEADER = [
+    "name",
+    "prompt",
+    "adj1",
+    "adj2",
+    "style",
+    "mos_quality",
+    "std_quality",
+    "mos_align",
+    "std_align",
+]
+
+
+def write_agiqa_3k(
+    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``data.csv`` (the 9 released columns, prompts with commas) and ``images/``."""
+    _check_n(n)
+    rng = _rng("agiqa")
+    files = _Images(images, n)
+    generators = ("AttnGAN", "sd1.5", "midjourney")
+    rows: list[list[Any]] = [_AGIQA_HEADER]
+    scores, meta = {}, {}
+    stds: dict[str, float] = {}
+    for i in range(n):
+        name = f"{generators[i % 3]}_normal_{i:03d}.jpg"
+        mos = round(float(rng.uniform(0.3, 4.2)), 6)
+        std = round(float(rng.uniform(0.2, 1.0)), 6)
+        align = round(float(rng.uniform(0.3, 4.0)), 6)
+        style = "anime style" if i % 2 else ""
+        prompt = f"portrait of a woman number {i}" + (f", {style}" if style else "")
+        rows.append(
+            [name, prompt, "", "", style, mos, std, align, round(float(rng.uniform(0.2, 1)), 6)]
+        )
+        files.good(root / "images" / name, i)
+        scores[f"images/{name}"] = mos
+        stds[f"images/{name}"] = std
+        meta[f"images/{name}"] = {"generator": generators[i % 3], "mos_align": align}
+    rejected: Counter[str] = Counter()
+    if broken:
+        rows.append(["sd1.5_bad_900.jpg", "a prompt", "", "", "", 2.0, 0.5, 2.0, 0.5, "extra"])
+        rejected["malformed_row"] += 1
+        rows.append(["sd1.5_bad_901.jpg", "a prompt", "", "", "", "abc", 0.5, 2.0, 0.5])
+        rejected["non_numeric_score"] += 1
+        rows.append(["sd1.5_bad_902.jpg", "a prompt", "", "", "", 5.7, 0.5, 2.0, 0.5])
+        rejected["score_out_of_range"] += 1
+        rows.append(["sd1.5_bad_903.jpg", "a prompt", "", "", "", 2.5, 0.5, 2.0, 0.5])
+        rejected["missing_file"] += 1
+        rows.append([rows[1][0], "again", "", "", "", 1.0, 0.5, 1.0, 0.5])
+        rejected["duplicate_id"] += 1
+    _write_csv(root / "data.csv", rows)
+    return FixtureManifest(
+        "agiqa_3k", root, n, dict(rejected), scores, score_stds=stds, metadata=meta
+    )
+
+
+# -- HumanBeauty-50K annotations ---------------------------------------------------------
+
+
+def write_humanbeauty_50k(
+    root: Path,
+    *,
+    n: int = 4,
+    images: ImageProvider = None,
+    broken: bool = True,
+    fmt: str = "csv",
+    raters: int = 10,
+) -> FixtureManifest:
+    """Per-rater 12-dimension rows (SPEC 2.4) as ``annotations.csv`` or ``.parquet`` and
+    ``images/``. Broken: an image with 8 raters, a duplicate (image, rater), an out-of-range and
+    a non-numeric value, a row with the wrong column count (CSV only), a missing image file."""
+    _check_n(n, 3 if broken else 1)
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
+    keys = list(load_standard().keys)
+    rng = _rng("humanbeauty_50k")
+    files = _Images(images, n)
+    rows: list[list[Any]] = []
+    expect: dict[str, list[list[float]]] = {}
+
+    def rate(image: str, rater: str, centre: float) -> list[Any]:
+        values = [round(float(np.clip(rng.normal(centre, 0.12), 0, 1)), 2) for _ in keys]
+        return [image, rater, *values]
+
+    for i in range(n):
+        image = f"person_{i:04d}.jpg"
+        files.good(root / "images" / image, i)
+        centre = rng.uniform(0.25, 0.85)
+        expect[image] = []
+        for r in range(raters):
+            row = rate(image, f"r{r:02d}", centre)
+            rows.append(row)
+            expect[image].append([float(v) for v in row[2:]])
+    rejected: Counter[str] = Counter()
+    if broken:
+        img0, img1, img2 = "person_0000.jpg", "person_0001.jpg", "person_0002.jpg"
+        # Out of range, non-numeric: those rows go, the image keeps `raters` valid ones.
+        bad = rate(img0, "r90", 0.5)
+        bad[2 + 3] = 1.4
+        rows.append(bad)
+        rejected["rating_out_of_range"] += 1
+        bad = rate(img1, "r91", 0.5)
+        bad[2 + 7] = "high" if fmt == "csv" else None
+        rows.append(bad)
+        rejected["non_numeric_rating"] += 1
+        # The same rater twice: both copies are dropped.
+        dup = rate(img2, "r00", 0.5)
+        rows.append(dup)
+        expect[img2] = expect[img2][1:]
+        rejected["duplicate_rating"] += 2
+        # Only 8 raters.
+        files.extra_file(root / "images" / "few_raters.jpg")
+        for r in range(8):
+            rows.append(rate("few_raters.jpg", f"r{r:02d}", 0.4))
+        rejected["too_few_raters"] += 1
+        # Rated, but the image file is missing.
+        for r in range(raters):
+            rows.append(rate("missing_image.jpg", f"r{r:02d}", 0.6))
+        rejected["missing_file"] += 1
+    header = ["image", "rater", *keys]
+    if fmt == "csv":
+        if broken:
+            rows.append(["person_0000.jpg", "r99", 0.5])  # wrong column count
+            rejected["malformed_row"] += 1
+        _write_csv(root / "annotations.csv", [header, *rows])
+    else:
+        import pandas as pd
+
+        df = pd.DataFrame(rows, columns=header)
+        df[keys] = df[keys].astype("float64")
+        root.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(root / "annotations.parquet", index=False)
+    std = load_standard()
+    scores, counts, dims = {}, {}, {}
+    for image, per_rater in expect.items():
+        arr = np.asarray(per_rater)
+        key = f"images/{image}"
+        dims[key] = [float(v) for v in arr.mean(axis=0)]
+        scores[key] = dims[key][std.root - 1]
+        counts[key] = len(per_rater)
+    return FixtureManifest(
+        "humanbeauty_50k", root, n, dict(rejected), scores, counts, dimension_scores=dims
+    )
+
+
+# -- the public release's label.jsonl ----------------------------------------------------
+
+_RELEASE_SOURCES = (
+    ("AVA", "ava"),
+    ("TAD66K", "tad66k"),
+    ("SCUT-FBP5500", "scut_fbp5500"),
+    ("MEBeauty", "mebeauty"),
+    ("BAID", "baid"),
+    ("AGIQA-3K", "agiqa_3k"),
+)
+
+
+def write_humanbeauty_release(
+    root: Path, *, n: int = 8, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``HumanBeauty-58K/`` and ``HumanBeauty-50K/``, each with ``label.jsonl`` and ``images/``."""
+    _check_n(n, 2)
+    from hae_data.levels import score_to_level
+
+    rng = _rng("release")
+    files = _Images(images, n)
+    n50 = max(1, n // 3)
+    lines = {"HumanBeauty-58K": [], "HumanBeauty-50K": []}
+    scores, dims, meta = {}, {}, {}
+    root_index = load_standard().root - 1
+    for i in range(n):
+        if i < n - n50:
+            part = "HumanBeauty-58K"
+            label, key = _RELEASE_SOURCES[i % len(_RELEASE_SOURCES)]
+            name = f"{label.lower()}_{i:05d}.jpg"
+            score = round(float(rng.uniform(0.02, 0.98)), 4)
+            entry = {
+                "image_name": name,
+                "source": label,
+                "score": score,
+                "text_level": score_to_level(score),
+            }
+            scores[f"{part}/images/{name}"] = score
+        else:
+            part = "HumanBeauty-50K"
+            key = "humanbeauty_50k"
+            name = f"hb50k_{i:05d}.jpg"
+            values = [round(float(v), 4) for v in rng.uniform(0.1, 0.95, 12)]
+            entry = {
+                "image_name": name,
+                "source": "HumanBeauty-50K",
+                "score": values,
+                "text_level": None,
+            }
+            scores[f"{part}/images/{name}"] = values[root_index]
+            dims[f"{part}/images/{name}"] = values
+        files.good(root / part / "images" / name, i)
+        lines[part].append(json.dumps(entry))
+        meta[f"{part}/images/{name}"] = {"source": key}
+    rejected: Counter[str] = Counter()
+    if broken:
+        bad = lines["HumanBeauty-58K"]
+        bad.append('{"image_name": "broken.jpg", "source": "AVA", "score": ')
+        rejected["malformed_row"] += 1
+        bad.append(json.dumps({"image_name": "noscore.jpg", "source": "AVA", "text_level": "fair"}))
+        rejected["missing_column"] += 1
+        bad.append(json.dumps({"image_name": "high.jpg", "source": "AVA", "score": 1.3}))
+        rejected["score_out_of_range"] += 1
+        bad.append(json.dumps({"image_name": "word.jpg", "source": "AVA", "score": "good"}))
+        rejected["non_numeric_score"] += 1
+        bad.append(json.dumps({"image_name": "flickr.jpg", "source": "Flickr", "score": 0.5}))
+        rejected["unknown_source"] += 1
+        bad.append(json.dumps({"image_name": "gone.jpg", "source": "BAID", "score": 0.5}))
+        rejected["missing_file"] += 1
+        bad.append(lines["HumanBeauty-58K"][0])
+        rejected["duplicate_id"] += 1
+        lines["HumanBeauty-50K"].append(
+            json.dumps(
+                {"image_name": "eleven.jpg", "source": "HumanBeauty-50K", "score": [0.5] * 11}
+            )
+        )
+        rejected["malformed_row"] += 1
+    for part, content in lines.items():
+        (root / part).mkdir(parents=True, exist_ok=True)
+        (root / part / "label.jsonl").write_text("\n".join(content) + "\n")
+    return FixtureManifest(
+        "humanbeauty_release", root, n, dict(rejected), scores, dimension_scores=dims, metadata=meta
+    )
+
+
+# -- APDDv2 ------------------------------------------------------------------------------
+
+_APDD_HEADER = [
+    "filename",
+    "Artistic Categories",
+    "Total aesthetic score",
+    "Theme and logic",
+    "Creativity",
+    "Layout and composition",
+    "Space and perspective",
+    "The sense of order",
+    "Light and shadow",
+    "Color",
+    "Details and texture",
+    "The overall",
+    "Mood",
+    "Language Comment",
+]
+
+
+def write_apddv2(
+    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``APDDv2-10023.csv`` (Latin-1, like some copies) and ``APDDv2images/``."""
+    _check_n(n)
+    rng = _rng("apddv2")
+    files = _Images(images, n)
+    rows: list[list[Any]] = [_APDD_HEADER]
+    scores, meta = {}, {}
+    for i in range(n):
+        name = f"{rng.integers(0, 2**63):016x}{i:016x}.jpg"
+        total = round(float(rng.uniform(15, 92)), 2)
+        attrs = [round(total / 10 + float(rng.normal(0, 0.3)), 2) for _ in range(10)]
+        attrs[1] = ""  # Creativity does not apply to this category
+        comment = "Portrait très réussi" if i == 0 else ""
+        rows.append([name, "oil painting*classicism*portraiture", total, *attrs, comment])
+        files.good(root / "APDDv2images" / name, i)
+        scores[f"APDDv2images/{name}"] = total
+        meta[f"APDDv2images/{name}"] = {
+            "medium": "oil painting",
+            "style": "classicism",
+            "subject": "portraiture",
+        }
+    rejected: Counter[str] = Counter()
+    if broken:
+        filler = [5.0] * 10
+        rows.append(
+            ["bad900.jpg", "sketching*romanticism*landscapes", 50.0, *filler]
+        )  # no comment field
+        rejected["malformed_row"] += 1
+        rows.append(["bad901.jpg", "sketching*romanticism*landscapes", "n/a", *filler, ""])
+        rejected["non_numeric_score"] += 1
+        rows.append(["bad902.jpg", "sketching*romanticism*landscapes", 104.5, *filler, ""])
+        rejected["score_out_of_range"] += 1
+        rows.append(["bad903.jpg", "sketching*romanticism*landscapes", 40.0, *filler, ""])
+        rejected["missing_file"] += 1
+        rows.append([rows[1][0], "oil painting*classicism*portraiture", 10.0, *filler, ""])
+        rejected["duplicate_id"] += 1
+    _write_csv(root / "APDDv2-10023.csv", rows, encoding="latin-1")
+    return FixtureManifest("apddv2", root, n, dict(rejected), scores, metadata=meta)
+
+
+# -- LAPIS -------------------------------------------------------------------------------
+
+
+def write_lapis(
+    root: Path, *, n: int = 5, images: ImageProvider = None, broken: bool = True, raters: int = 12
+) -> FixtureManifest:
+    """``ratings.csv`` (``image_id,user_id,rating`` on 0-100; ids without extension) and ``images/``
+    (this layout is a guess, like the loader's; see :mod:`hae_data.sources.lapis`)."""
+    _check_n(n, 2 if broken else 1)
+    rng = _rng("lapis")
+    files = _Images(images, n)
+    rows: list[list[Any]] = [["image_id", "user_id", "rating"]]
+    expect: dict[str, list[float]] = {}
+    for i in range(n):
+        image = f"lapis_{i:05d}"
+        files.good(root / "images" / f"{image}.jpg", i)
+        centre = rng.uniform(20, 80)
+        expect[image] = []
+        for r in range(raters):
+            value = round(float(np.clip(rng.normal(centre, 12), 0, 100)), 1)
+            rows.append([image, f"u{r:03d}", value])
+            expect[image].append(value)
+    rejected: Counter[str] = Counter()
+    if broken:
+        rows.append(["lapis_00000", "u900", "sixty"])
+        rejected["non_numeric_rating"] += 1
+        rows.append(["lapis_00001", "u901", 101])
+        rejected["rating_out_of_range"] += 1
+        rows.append(["lapis_00001", "u000", 50])  # u000 rated lapis_00001 already
+        expect["lapis_00001"] = expect["lapis_00001"][1:]
+        rejected["duplicate_rating"] += 2
+        files.extra_file(root / "images" / "lapis_09990.jpg")
+        rows.extend(["lapis_09990", f"u{r:03d}", 40] for r in range(5))
+        rejected["too_few_raters"] += 1
+        rows.extend(["lapis_09991", f"u{r:03d}", 40] for r in range(raters))
+        rejected["missing_file"] += 1
+    _write_csv(root / "ratings.csv", rows)
+    scores, counts = {}, {}
+    for image, values in expect.items():
+        scores[f"images/{image}.jpg"], _ = _mean_std(values)
+        counts[f"images/{image}.jpg"] = len(values)
+    return FixtureManifest("lapis", root, n, dict(rejected), scores, counts)
+
+
+#: One writer per source, by catalogue key.
+WRITERS: dict[str, Callable[..., FixtureManifest]] = {
+    "ava": write_ava,
+    "tad66k": write_tad66k,
+    "scut_fbp5500": write_scut_fbp5500,
+    "mebeauty": write_mebeauty,
+    "baid": write_baid,
+    "agiqa_3k": write_agiqa_3k,
+    "humanbeauty_50k": write_humanbeauty_50k,
+    "humanbeauty_release": write_humanbeauty_release,
+    "apddv2": write_apddv2,
+    "lapis": write_lapis,
+}
+
+
+def write_fixture(
+    name: str,
+    root: str | Path,
+    *,
+    n: int | None = None,
+    images: ImageProvider = None,
+    broken: bool = True,
+    **options: Any,
+) -> FixtureManifest:
+    """Write a miniature copy of source ``name`` under ``root`` and return what to expect.
+
+    ``n`` is the number of good items (each writer has a small default), ``images`` supplies
+    their encoded images, ``broken`` adds the deliberately bad rows; ``options`` go to the
+    source's writer (for example ``fmt="parquet"`` for ``humanbeauty_50k``).
+    """
+    try:
+        writer = WRITERS[name]
+    except KeyError:
+        raise KeyError(f"no fixture writer for {name!r}; known: {', '.join(WRITERS)}") from None
+    kwargs: dict[str, Any] = {"images": images, "broken": broken, **options}
+    if n is not None:
+        kwargs["n"] = n
+    manifest = writer(Path(root), **kwargs)
+    assert not math.isnan(sum(manifest.scores.values()))
+    return manifest
