@@ -27,12 +27,17 @@ from hae_data.scores import apply_levels, normalise_by_source
 from hae_data.split import DEFAULT_QUICK_PER_SOURCE, DEFAULT_TEST_FRACTION, assign_splits
 
 __all__ = [
+    "BuildSpec",
+    "FaceSettings",
+    "ShardOutcome",
     "ShardStore",
     "StageResult",
+    "detect_shard",
     "drop_duplicates",
     "finalise",
     "load_source",
     "plan_shards",
+    "read_build_spec",
     "shard_fingerprint",
 ]
 
@@ -51,6 +56,98 @@ class StageResult:
         self.records.extend(other.records)
         self.rejections.extend(other.rejections)
         return self
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Which sources to build from: name -> (root folder, loader options)."""
+
+    sources: dict[str, tuple[str, dict[str, Any]]]
+
+    def validate(self) -> None:
+        """Fail fast, before any work, on unknown names, bad options or missing folders."""
+        import inspect
+
+        from hae_data.sources import SOURCES
+
+        if not self.sources:
+            raise ValueError("no sources given: name at least one source and its root folder")
+        for name, (root, options) in self.sources.items():
+            if name not in SOURCES:
+                raise ValueError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
+            if not Path(root).is_dir():
+                raise ValueError(f"source {name!r}: root folder {root!r} does not exist")
+            allowed = set(inspect.signature(SOURCES[name].__init__).parameters) - {"self", "root"}
+            unknown = set(options) - allowed
+            if unknown:
+                raise ValueError(
+                    f"source {name!r}: unknown option(s) {sorted(unknown)}; "
+                    f"allowed: {sorted(allowed) or 'none'}"
+                )
+
+
+def read_build_spec(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    sources: Mapping[str, Any] | None = None,
+    annotations: str | None = None,
+    min_raters: int | None = None,
+) -> BuildSpec:
+    """Merge a YAML/JSON config file (or mapping) with explicit ``sources``/``annotations``.
+
+    The config's shape: ``sources: {name: root | {root: ..., options: {...}}}`` and an optional
+    ``annotations: root`` (the 12-dimension part). Explicit arguments win over the file.
+    ``min_raters`` is passed to every loader that takes it. Raises ``ValueError`` with a clear
+    message on anything malformed.
+    """
+    import inspect
+
+    import yaml
+
+    from hae_data.sources import SOURCES
+
+    raw: dict[str, Any] = {}
+    if isinstance(config, Mapping):
+        raw = dict(config)
+    elif config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ValueError(f"sources config {str(path)!r} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"sources config {str(path)!r} is not valid YAML/JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ValueError(f"sources config {str(path)!r} must be a mapping with 'sources'")
+        unknown = set(raw) - {"sources", "annotations"}
+        if unknown:
+            raise ValueError(f"sources config: unknown key(s) {sorted(unknown)}")
+    entries: dict[str, Any] = dict(raw.get("sources") or {})
+    entries.update(sources or {})
+    ann = annotations if annotations is not None else raw.get("annotations")
+    if ann:
+        entries["humanbeauty_50k"] = ann
+    specs: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, entry in entries.items():
+        if isinstance(entry, str | os.PathLike):
+            root, options = str(entry), {}
+        elif isinstance(entry, Mapping) and "root" in entry:
+            root, options = str(entry["root"]), dict(entry.get("options") or {})
+        else:
+            raise ValueError(
+                f"source {name!r}: expected a folder or {{root: ..., options: ...}}, got {entry!r}"
+            )
+        cls = SOURCES.get(name)
+        if (
+            min_raters is not None
+            and cls is not None
+            and "min_raters" in inspect.signature(cls.__init__).parameters
+        ):
+            options.setdefault("min_raters", min_raters)
+        specs[name] = (root, options)
+    spec = BuildSpec(sources=specs)
+    spec.validate()
+    return spec
 
 
 def load_source(
@@ -155,6 +252,89 @@ def _record_from_dict(raw: dict[str, Any]) -> Record:
     rec = Record(**raw)
     rec.faces = None if faces is None else [Face(**f) for f in faces]
     return rec
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """How the face stage runs (SPEC 2.2). Only the fields that change results enter a shard's
+    fingerprint: a build started on the CPU resumes on a GPU without detecting again."""
+
+    device: str = "auto"
+    batch_size: int = 32
+    threshold: float = 0.9
+    long_side: int = 640
+    weights: str | None = None
+    min_face_size: float = 0.0
+    workers: int | None = None
+    #: Parts whose images are rejected by the single-face rule; other parts are only annotated.
+    filter_parts: tuple[str, ...] = ("overall",)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The settings that decide a shard's output (never the device or batch size)."""
+        weights = None
+        if self.weights is not None:
+            st = os.stat(self.weights)
+            weights = f"{Path(self.weights).name}:{st.st_size}:{st.st_mtime_ns}"
+        return {
+            "threshold": self.threshold,
+            "long_side": self.long_side,
+            "weights": weights,
+            "min_face_size": self.min_face_size,
+            "filter_parts": list(self.filter_parts),
+        }
+
+
+@dataclass
+class ShardOutcome:
+    """A face-stage shard's result and whether it came from a completion file."""
+
+    result: StageResult
+    reused: bool
+    fingerprint: str
+
+
+_DETECTORS: dict[tuple[Any, ...], Any] = {}
+
+
+def _detector(settings: FaceSettings) -> Any:
+    """One detector per process and settings: loading the network once, not once per shard."""
+    from hae_data.faces import load_detector
+
+    key = (settings.device, settings.weights, settings.long_side, settings.batch_size)
+    if key not in _DETECTORS:
+        _DETECTORS[key] = load_detector(
+            device=settings.device,
+            weights=settings.weights,
+            long_side=settings.long_side,
+            batch_size=settings.batch_size,
+        )
+    return _DETECTORS[key]
+
+
+def detect_shard(
+    records: Sequence[Record], settings: FaceSettings, work_dir: str | os.PathLike[str]
+) -> ShardOutcome:
+    """Run the face stage on one shard, or reuse its completion file from an earlier run."""
+    from hae_data.faces import filter_records
+
+    store = ShardStore(work_dir, "faces")
+    fingerprint = shard_fingerprint(records, settings.fingerprint_fields())
+    done = store.load(fingerprint)
+    if done is not None:
+        log.info("faces: shard %s... already done (%d records)", fingerprint[:12], len(records))
+        return ShardOutcome(result=done, reused=True, fingerprint=fingerprint)
+    kept, rejected = filter_records(
+        records,
+        _detector(settings),
+        threshold=settings.threshold,
+        min_face_size=settings.min_face_size,
+        batch_size=settings.batch_size,
+        workers=settings.workers,
+        filter_parts=settings.filter_parts,  # type: ignore[arg-type]
+    )
+    result = StageResult(records=kept, rejections=rejected)
+    store.save(fingerprint, result)
+    return ShardOutcome(result=result, reused=False, fingerprint=fingerprint)
 
 
 def drop_duplicates(records: Iterable[Record]) -> StageResult:

@@ -56,18 +56,23 @@ def minmax_normalise(values: Sequence[float] | np.ndarray, *, source: str = "") 
 def normalise_by_source(records: Iterable[Record]) -> tuple[list[Record], list[Rejection]]:
     """Set ``score`` of overall records by min-max over their source's raw scores.
 
-    Fine-grained records keep their MOS scale ([0,1] already) and pass through. A source whose
+    Fine-grained records keep their MOS scale ([0,1] already) and pass through, with ``score``
+    set to their Overall Aesthetic dimension when unset. A source whose
     scores are all equal cannot be normalised: its records come back as ``constant_scores``
     rejections instead of stopping the whole build.
     """
     kept: list[Record] = []
     rejected: list[Rejection] = []
     by_source: dict[str, list[Record]] = defaultdict(list)
+    root = load_standard().root
     for rec in records:
         if rec.part == "overall":
             by_source[rec.source].append(rec)
-        else:
-            kept.append(rec)
+            continue
+        if rec.score is None:
+            # The 12-dimension MOS is already in [0,1]; its overall score is the root dimension.
+            rec.score = rec.dimension_scores[root - 1] if rec.dimension_scores else rec.raw_score
+        kept.append(rec)
     for source, recs in by_source.items():
         try:
             normed = minmax_normalise([r.raw_score for r in recs], source=source)
