@@ -6,13 +6,10 @@ Run it in-process on the embedded demo with ``python -m flows.build_humanbeauty`
 ``prefect deployment run build-humanbeauty/local -p output_dir=... -p sources_config=...``.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import logging
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -34,10 +31,6 @@ DEFAULT_OUTPUT = "out/humanbeauty"
 DEFAULT_DEMO_SOURCES = "out/demo-sources"
 MB = 2**20
 
-# One detection task at a time per process and device: the detector already batches and
-# decodes in parallel, and two tasks on one GPU (or on 2 CPU cores) would only contend.
-_DEVICE_LOCK = threading.Lock()
-
 
 @task(name="load-source", cache_policy=NO_CACHE)
 def load_source_task(name: str, root: str, options: dict[str, Any]) -> StageResult:
@@ -49,9 +42,9 @@ def load_source_task(name: str, root: str, options: dict[str, Any]) -> StageResu
 def detect_shard_task(records: list, settings: FaceSettings, work_dir: str) -> ShardOutcome:
     """Face stage for one shard; reuses the shard's completion file when it exists."""
     # The "gpu" tag lets a server-side limit (``prefect concurrency-limit create gpu N``) cap
-    # detection across every worker of a deployment; the lock does it within one process.
-    with _DEVICE_LOCK:
-        return pipeline.detect_shard(records, settings, work_dir)
+    # detection across every worker of a deployment; within one process detect_shard runs one
+    # shard at a time.
+    return pipeline.detect_shard(records, settings, work_dir)
 
 
 @task(name="finalise", cache_policy=NO_CACHE)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -294,6 +295,9 @@ class ShardOutcome:
 
 
 _DETECTORS: dict[tuple[Any, ...], Any] = {}
+# One shard at a time per process: the detector batches and decodes in parallel already, and
+# two shards on one GPU (or on a few CPU cores) would only contend for it.
+_DETECT_LOCK = threading.Lock()
 
 
 def _detector(settings: FaceSettings) -> Any:
@@ -323,15 +327,16 @@ def detect_shard(
     if done is not None:
         log.info("faces: shard %s... already done (%d records)", fingerprint[:12], len(records))
         return ShardOutcome(result=done, reused=True, fingerprint=fingerprint)
-    kept, rejected = filter_records(
-        records,
-        _detector(settings),
-        threshold=settings.threshold,
-        min_face_size=settings.min_face_size,
-        batch_size=settings.batch_size,
-        workers=settings.workers,
-        filter_parts=settings.filter_parts,  # type: ignore[arg-type]
-    )
+    with _DETECT_LOCK:
+        kept, rejected = filter_records(
+            records,
+            _detector(settings),
+            threshold=settings.threshold,
+            min_face_size=settings.min_face_size,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
+            filter_parts=settings.filter_parts,  # type: ignore[arg-type]
+        )
     result = StageResult(records=kept, rejections=rejected)
     store.save(fingerprint, result)
     return ShardOutcome(result=result, reused=False, fingerprint=fingerprint)
