@@ -5,6 +5,11 @@ Handled: EXIF orientation (applied, so boxes and exported pixels share the displ
 grayscale, RGBA/LA (composited on white), palette, CMYK/YCCK and 16-bit images (converted, with
 16-bit scaled down rather than clipped); zero-byte, truncated, non-image and oversized files
 (``empty_file``, ``truncated``, ``not_an_image``, ``too_large``).
+
+:func:`decode_reduced` / :func:`read_reduced` are the fast path for detection: the same checks
+and conversions, but a JPEG is decoded straight at a reduced size (libjpeg's DCT scaling, PIL's
+``draft``) and the result is a numpy array whose long side is at most ``long_side``, with the
+full displayed size alongside (boxes are mapped back to it).
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pyarrow as pa
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from hae_data.hashing import content_id
@@ -25,16 +33,23 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DecodedImage",
     "ImageDecodeError",
+    "ReducedImage",
     "decode_image",
+    "decode_reduced",
     "export_bytes",
+    "fit_long_side",
     "read_image",
+    "read_reduced",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Images above this many pixels are rejected as ``too_large`` before their pixels are decoded
-#: (a 16,000 x 10,000 photo is 160 MP; larger files in IAA sets are decompression bombs).
-DEFAULT_MAX_PIXELS = 200_000_000
+#: (a 12,000 x 12,000 photo is 144 MP; larger files in IAA sets are decompression bombs). PIL
+#: itself refuses anything above twice its ``MAX_IMAGE_PIXELS`` (about 179 MP by default).
+DEFAULT_MAX_PIXELS = 150_000_000
+# ``warnings.catch_warnings`` swaps process-wide state: decode threads must not interleave it.
+_OPEN_LOCK = threading.Lock()
 
 # Formats whose original bytes can go into the export unchanged when no conversion is needed.
 _PASSTHROUGH_FORMATS = {"JPEG", "PNG", "WEBP"}
@@ -92,51 +107,49 @@ def _to_rgb(img: Image.Image) -> tuple[Image.Image, bool]:
     return img.convert("RGB"), True
 
 
+def _open_checked(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Open ``data`` and check what the header tells before any pixel is decoded.
+
+    Safe from several threads: PIL's decompression-bomb warning is silenced under a lock (our
+    own ``max_pixels`` check replaces it), and a process that set
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` gets a refusal rather than silently partial images.
+    """
+    if not data:
+        raise ImageDecodeError("empty_file", f"{name} has zero bytes")
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(io.BytesIO(data))
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageDecodeError("not_an_image", f"{name} has size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageDecodeError(
+            "too_large", f"{name} is {w}x{h} = {w * h:,} pixels > {max_pixels:,}"
+        )
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ImageDecodeError(
+            "corrupt", "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set: partial decodes refused"
+        )
+    return img
+
+
 def decode_image(
     data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> DecodedImage:
     """Decode ``data`` into an upright RGB image or raise :class:`ImageDecodeError`."""
-    if not data:
-        raise ImageDecodeError("empty_file", f"{name} has zero bytes")
-    image_id = content_id(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format
-            w, h = img.size
-            if w <= 0 or h <= 0:
-                raise ImageDecodeError("not_an_image", f"{name} has size {w}x{h}")
-            if w * h > max_pixels:
-                raise ImageDecodeError(
-                    "too_large", f"{name} is {w}x{h} = {w * h:,} pixels > {max_pixels:,}"
-                )
-            # Never accept a partial decode: truncated files must fail, whatever a caller set.
-            previous, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
-            try:
-                img.load()
-            finally:
-                ImageFile.LOAD_TRUNCATED_IMAGES = previous
-            source_mode = img.mode
-            rotated = _orientation(img) > 1
-            upright = ImageOps.exif_transpose(img) if rotated else img
-            rgb, converted = _to_rgb(upright)
-    except ImageDecodeError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise ImageDecodeError("not_an_image", f"{name}: {exc}") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError("too_large", f"{name}: {exc}") from exc
-    except OSError as exc:
-        msg = str(exc)
-        low = msg.lower()
-        reason = "truncated" if "truncated" in low or "broken data stream" in low else "corrupt"
-        raise ImageDecodeError(reason, f"{name}: {msg}") from exc
-    except (ValueError, SyntaxError, MemoryError, IndexError, TypeError) as exc:
-        raise ImageDecodeError("corrupt", f"{name}: {type(exc).__name__}: {exc}") from exc
+        img = _open_checked(data, name, max_pixels)
+        fmt = img.format
+        img.load()
+        source_mode = img.mode
+        rotated = _orientation(img) > 1
+        upright = ImageOps.exif_transpose(img) if rotated else img
+        rgb, converted = _to_rgb(upright)
+    except Exception as exc:  # any failure of one file (PIL raises many types) is its reason
+        raise _decode_error(exc, name) from exc
     return DecodedImage(
         image=rgb,
-        image_id=image_id,
+        image_id=content_id(data),
         width=rgb.width,
         height=rgb.height,
         format=fmt,
@@ -157,20 +170,24 @@ def _orientation(img: Image.Image) -> int:
         return 1
 
 
-def read_image(
-    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> DecodedImage:
-    """Read and decode the file at ``path``; a missing file is ``missing_file``."""
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The file's bytes; a missing or unreadable file is an :class:`ImageDecodeError`."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        return p.read_bytes()
     except FileNotFoundError as exc:
         raise ImageDecodeError("missing_file", f"{p} does not exist") from exc
     except IsADirectoryError as exc:
         raise ImageDecodeError("not_an_image", f"{p} is a directory") from exc
     except OSError as exc:
         raise ImageDecodeError("unreadable_file", f"{p}: {exc}") from exc
-    return decode_image(data, name=str(p), max_pixels=max_pixels)
+
+
+def read_image(
+    path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """Read and decode the file at ``path``; a missing file is ``missing_file``."""
+    return decode_image(_read_bytes(path), name=str(path), max_pixels=max_pixels)
 
 
 def export_bytes(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
@@ -190,3 +207,123 @@ def export_bytes(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_
     else:
         decoded.image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+# --- fast path for detection ----------------------------------------------------------------
+
+# EXIF orientations that swap width and height (transpose, rotate 270, transverse, rotate 90).
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+@dataclass(slots=True)
+class ReducedImage:
+    """An upright RGB array for detection, with the facts about the full image.
+
+    ``pixels`` is ``(h, w, 3)`` uint8 with ``max(h, w) <= long_side`` (never upscaled);
+    ``width``/``height`` are the full image as displayed (after EXIF orientation).
+    """
+
+    pixels: np.ndarray
+    image_id: str
+    width: int
+    height: int
+    format: str | None
+    source_mode: str
+
+
+def fit_long_side(pixels: np.ndarray, long_side: int) -> np.ndarray:
+    """``pixels`` resized (aspect kept) so its long side is ``long_side``; unchanged if smaller.
+
+    Bilinear below a factor of 2 (biubug6's RetinaFace resize), area averaging above it so that
+    large reductions do not alias.
+    """
+    h, w = pixels.shape[:2]
+    if max(h, w) <= long_side:
+        return pixels
+    factor = max(h, w) / long_side
+    size = (max(1, round(w / factor)), max(1, round(h / factor)))
+    interpolation = cv2.INTER_AREA if factor >= 2 else cv2.INTER_LINEAR
+    return cv2.resize(pixels, size, interpolation=interpolation)
+
+
+def _pixels(rgb: Image.Image, long_side: int) -> np.ndarray:
+    """``rgb`` as a ``(h, w, 3)`` array fitted to ``long_side``.
+
+    ``np.asarray`` on a PIL image packs it through ``tobytes`` while holding the GIL (about as
+    long as the JPEG decode itself), which would serialise the decode threads. PIL's Arrow export
+    is a zero-copy view of its 4-byte pixels instead; OpenCV then resizes and drops the padding
+    byte with the GIL released. Images PIL stores in several memory blocks (above ~16 MB, which
+    JPEGs decoded at reduced scale never are) take the copying path.
+    """
+    w, h = rgb.size
+    try:
+        rgbx = pa.array(rgb).values.to_numpy(zero_copy_only=True).reshape(h, w, 4)
+    except (ValueError, TypeError, AttributeError, pa.ArrowException):
+        return fit_long_side(np.asarray(rgb), long_side)
+    return cv2.cvtColor(fit_long_side(rgbx, long_side), cv2.COLOR_RGBA2RGB)
+
+
+def _decode_error(exc: BaseException, name: str) -> ImageDecodeError:
+    """The rejection reason for an exception raised while opening or decoding ``name``."""
+    if isinstance(exc, ImageDecodeError):
+        return exc
+    if isinstance(exc, UnidentifiedImageError):
+        return ImageDecodeError("not_an_image", f"{name}: not a format PIL can identify")
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return ImageDecodeError("too_large", f"{name}: {exc}")
+    if isinstance(exc, OSError):
+        low = str(exc).lower()
+        reason = "truncated" if "truncated" in low or "broken data stream" in low else "corrupt"
+        return ImageDecodeError(reason, f"{name}: {exc}")
+    return ImageDecodeError("corrupt", f"{name}: {type(exc).__name__}: {exc}")
+
+
+def decode_reduced(
+    data: bytes,
+    *,
+    long_side: int,
+    name: str = "<bytes>",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ReducedImage:
+    """Decode ``data`` for detection: upright RGB, long side <= ``long_side``.
+
+    Same rejections as :func:`decode_image` (a truncated file fails even when the JPEG would be
+    decoded at 1/8 scale: libjpeg still reads every scan). Safe to call from several threads.
+    """
+    if long_side < 1:
+        raise ValueError(f"long_side must be >= 1, got {long_side}")
+    try:
+        img = _open_checked(data, name, max_pixels)
+        fmt = img.format
+        w, h = img.size
+        orientation = _orientation(img)
+        factor = max(w, h) / long_side
+        if factor >= 2 and fmt == "JPEG":
+            # DCT scaling by 1/2, 1/4 or 1/8, never below the target size.
+            img.draft(None, (max(1, int(w / factor)), max(1, int(h / factor))))
+        img.load()
+        source_mode = img.mode
+        upright = ImageOps.exif_transpose(img) if orientation > 1 else img
+        rgb, _ = _to_rgb(upright)
+        pixels = _pixels(rgb, long_side)
+    except Exception as exc:  # any failure of one file (PIL raises many types) is its reason
+        raise _decode_error(exc, name) from exc
+    if orientation in _SWAPPING_ORIENTATIONS:
+        w, h = h, w
+    return ReducedImage(
+        pixels=pixels,
+        image_id=content_id(data),
+        width=w,
+        height=h,
+        format=fmt,
+        source_mode=source_mode,
+    )
+
+
+def read_reduced(
+    path: str | os.PathLike[str], *, long_side: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ReducedImage:
+    """Read ``path`` and :func:`decode_reduced` it; a missing file is ``missing_file``."""
+    return decode_reduced(
+        _read_bytes(path), long_side=long_side, name=str(path), max_pixels=max_pixels
+    )

@@ -1,0 +1,279 @@
+"""Streaming face filtering: decode in a thread pool, detect in batches, decide, never stop.
+
+Decoding (file read, SHA-256, PIL decode at reduced size, resize) runs in a thread pool: PIL's
+decoders, OpenCV's resize and hashlib all release the GIL, and threads hand numpy arrays to the
+detector without pickling them. The pool works ahead of the detector (``prefetch`` items), so a
+GPU batch is being assembled while the previous one runs. Results come back in input order, one
+per input: a file that cannot be read or decoded carries its reason, and a batch that fails in
+the detector is retried image by image, so one bad file costs one rejection and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from hae_data.faces.decision import DEFAULT_THRESHOLD, count_faces, decide
+from hae_data.faces.detectors import Detector
+from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ReducedImage, read_reduced
+from hae_data.records import Face, Part, Record, Rejection
+
+__all__ = [
+    "DETECT_ERROR",
+    "STAGE",
+    "FaceResult",
+    "FilterStats",
+    "default_workers",
+    "detect_items",
+    "filter_records",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: ``Rejection.stage`` of everything this module rejects.
+STAGE = "faces"
+#: Reason when the detector itself failed on an image (decoded fine, detection raised).
+DETECT_ERROR = "detect_error"
+
+
+def default_workers() -> int:
+    """Decode threads by default: one per core, at most 32."""
+    return max(1, min(32, os.cpu_count() or 1))
+
+
+@dataclass(slots=True)
+class FaceResult:
+    """What happened to one input: decoded size and detections, or why it failed."""
+
+    image_id: str | None
+    width: int | None
+    height: int | None
+    faces: list[Face] | None
+    reason: str | None = None
+    detail: str = ""
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the image decoded and went through the detector."""
+        return self.faces is not None
+
+
+@dataclass(slots=True)
+class FilterStats:
+    """Counts of a run, for the progress line and the summary."""
+
+    total: int | None = None
+    done: int = 0
+    kept: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.perf_counter)
+
+    def rate(self) -> float:
+        """Inputs per second since the start."""
+        return self.done / max(time.perf_counter() - self.started, 1e-9)
+
+    def progress(self) -> str:
+        """One line: done (of total), rate, ETA when the total is known."""
+        rate = self.rate()
+        if self.total:
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            return f"{self.done}/{self.total} images, {rate:.1f} images/s, ETA {eta:.0f} s"
+        return f"{self.done} images, {rate:.1f} images/s"
+
+    def summary(self) -> str:
+        """One line: processed, kept, rejections by reason, rate."""
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) or "none"
+        return (
+            f"{self.done} images, {self.kept} kept, rejected: {reasons}; {self.rate():.1f} images/s"
+        )
+
+
+def _load(path: str, long_side: int, max_pixels: int) -> ReducedImage | ImageDecodeError:
+    try:
+        return read_reduced(path, long_side=long_side, max_pixels=max_pixels)
+    except ImageDecodeError as exc:
+        return exc
+    except Exception as exc:  # a worker must hand back a result for every input
+        return ImageDecodeError("corrupt", f"{path}: {type(exc).__name__}: {exc}")
+
+
+def _detect_chunk(
+    detector: Detector, chunk: list[tuple[T, ReducedImage | ImageDecodeError]]
+) -> Iterator[tuple[T, FaceResult]]:
+    decoded = [(i, d) for i, (_, d) in enumerate(chunk) if isinstance(d, ReducedImage)]
+    faces: dict[int, list[Face] | Exception] = {}
+    if decoded:
+        try:
+            found = detector.detect_batch(
+                [d.pixels for _, d in decoded], [(d.width, d.height) for _, d in decoded]
+            )
+            faces.update(zip((i for i, _ in decoded), found, strict=True))
+        except Exception as exc:
+            log.warning("detector failed on a batch (%s); retrying image by image", exc)
+            for i, d in decoded:
+                try:
+                    faces[i] = detector.detect_batch([d.pixels], [(d.width, d.height)])[0]
+                except Exception as one:
+                    faces[i] = one
+    for i, (item, d) in enumerate(chunk):
+        if isinstance(d, ImageDecodeError):
+            yield item, FaceResult(None, None, None, None, d.reason, d.detail)
+            continue
+        got = faces[i]
+        if isinstance(got, Exception):
+            detail = f"{type(got).__name__}: {got}"
+            yield item, FaceResult(d.image_id, d.width, d.height, None, DETECT_ERROR, detail)
+        else:
+            yield item, FaceResult(d.image_id, d.width, d.height, got)
+
+
+def detect_items(
+    items: Iterable[T],
+    path_of: Callable[[T], str | os.PathLike[str]],
+    detector: Detector,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    window_batches: int | None = None,
+) -> Iterator[tuple[T, FaceResult]]:
+    """``(item, result)`` for every item, in input order, streaming.
+
+    ``batch_size`` defaults to the detector's; the detector is handed ``window_batches`` batches
+    of decoded images at a time (default 4 on a GPU, 1 otherwise) so it can group them by shape.
+    """
+    batch = batch_size or getattr(detector, "batch_size", 8)
+    window = window_batches or (4 if "cuda" in getattr(detector, "name", "") else 1)
+    target = batch * window
+    n_workers = workers or default_workers()
+    prefetch = target * 2 + n_workers
+    long_side = detector.long_side
+    with ThreadPoolExecutor(n_workers, thread_name_prefix="face-decode") as pool:
+        source = iter(items)
+        pending: deque[tuple[T, Future[ReducedImage | ImageDecodeError]]] = deque()
+
+        def refill() -> None:
+            while len(pending) < prefetch:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    return
+                try:
+                    path = os.fspath(path_of(item))
+                except Exception as exc:  # an item without a usable path is its own rejection
+                    failed: Future[ReducedImage | ImageDecodeError] = Future()
+                    failed.set_result(ImageDecodeError("missing_file", f"no image path: {exc}"))
+                    pending.append((item, failed))
+                    continue
+                pending.append((item, pool.submit(_load, path, long_side, max_pixels)))
+
+        refill()
+        chunk: list[tuple[T, ReducedImage | ImageDecodeError]] = []
+        images = 0
+        while pending:
+            item, future = pending.popleft()
+            refill()
+            decoded = future.result()
+            chunk.append((item, decoded))
+            images += isinstance(decoded, ReducedImage)
+            if images >= target:
+                yield from _detect_chunk(detector, chunk)
+                chunk, images = [], 0
+        yield from _detect_chunk(detector, chunk)
+
+
+def _rejection(record: Record, result: FaceResult, reason: str, detail: str) -> Rejection:
+    return Rejection(
+        source=record.source,
+        file_name=record.file_name,
+        reason=reason,
+        stage=STAGE,
+        detail=detail,
+        image_path=record.image_path,
+        image_id=result.image_id,
+    )
+
+
+def filter_records(
+    records: Iterable[Record],
+    detector: Detector,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_face_size: float = 0.0,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    filter_parts: Collection[Part] = ("overall",),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress_seconds: float = 10.0,
+) -> tuple[list[Record], list[Rejection]]:
+    """Decode, detect and apply the single-face rule to ``records`` (SPEC 2.2).
+
+    Every record comes back exactly once: kept (with ``image_id``, ``width``, ``height`` and
+    ``faces`` set, every detection with ``score >= detector.min_score``) or as a
+    :class:`Rejection` of stage ``faces`` (decode reasons from :mod:`hae_data.images`,
+    ``no_face``, ``multi_face``, ``too_small``, ``detect_error``). Records whose ``part`` is not in
+    ``filter_parts`` (by default the 12-dimension ``fine_grained`` part) get their faces
+    annotated but are never rejected for them; ``filter_parts=()`` annotates only. Progress
+    (images/s, ETA) is logged every ``progress_seconds``.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if detector.min_score > threshold:
+        raise ValueError(
+            f"detector.min_score {detector.min_score} > threshold {threshold}: faces between "
+            "them would be missing from the decision and from the export"
+        )
+    if isinstance(records, Sequence):
+        total: int | None = len(records)
+    else:
+        total = None
+    stats = FilterStats(total=total)
+    kept: list[Record] = []
+    rejections: list[Rejection] = []
+    last_log = time.perf_counter()
+    results = detect_items(
+        records,
+        lambda r: r.image_path,
+        detector,
+        batch_size=batch_size,
+        workers=workers,
+        max_pixels=max_pixels,
+    )
+    for record, result in results:
+        stats.done += 1
+        if not result.decoded:
+            assert result.reason is not None
+            rejections.append(_rejection(record, result, result.reason, result.detail))
+            stats.reasons[result.reason] += 1
+        else:
+            record.image_id = result.image_id
+            record.width, record.height = result.width, result.height
+            record.faces = result.faces
+            faces = result.faces or []
+            reason = None
+            if record.part in filter_parts:
+                reason = decide(faces, threshold=threshold, min_face_size=min_face_size)
+            if reason is None:
+                kept.append(record)
+                stats.kept += 1
+            else:
+                n = count_faces(faces, threshold)
+                detail = f"{n} face(s) with score >= {threshold}" + (
+                    f" (scores {[f.score for f in faces[:5]]})" if faces else ""
+                )
+                rejections.append(_rejection(record, result, reason, detail))
+                stats.reasons[reason] += 1
+        now = time.perf_counter()
+        if now - last_log >= progress_seconds:
+            last_log = now
+            log.info("faces: %s", stats.progress())
+    log.info("faces done: %s", stats.summary())
+    return kept, rejections
