@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -20,9 +21,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from hae_data import pipeline
-from hae_data.export import DEFAULT_ROW_GROUP_MAX_BYTES, DEFAULT_SHARD_MAX_BYTES, export_dataset
+from hae_data.export import (
+    DEFAULT_ROW_GROUP_MAX_BYTES,
+    DEFAULT_SHARD_MAX_BYTES,
+    summary_markdown,
+    summary_rows,
+)
 from hae_data.pipeline import BuildSpec, FaceSettings, ShardOutcome, StageResult
-from hae_data.report import plot_histograms, summary_markdown, summary_rows
+from hae_data.report import export_with_report
 from hae_data.split import DEFAULT_QUICK_PER_SOURCE, DEFAULT_TEST_FRACTION
 
 __all__ = ["build_humanbeauty", "detect_faces", "main"]
@@ -60,20 +66,13 @@ def export_task(
     records: list, rejections: list, output_dir: str, shard_max_mb: int, row_group_max_mb: int
 ) -> dict[str, Any]:
     """Parquet shards, card, stats, rejections and plots."""
-    plots_dir = Path(output_dir).parent / f".{Path(output_dir).name}.plots"
-    plots = plot_histograms(records, plots_dir)
-    summary = export_dataset(
+    summary = export_with_report(
         records,
         rejections,
         output_dir,
         shard_max_bytes=shard_max_mb * MB,
         row_group_max_bytes=row_group_max_mb * MB,
-        extra_files={f"plots/{p.name}": p for p in plots},
     )
-    (Path(output_dir) / "stats.md").write_text(summary_markdown(summary.stats))
-    for p in plots:
-        p.unlink(missing_ok=True)
-    plots_dir.rmdir()
     return {"stats": summary.stats, "rows": summary.rows, "shards": summary.shards}
 
 
@@ -193,6 +192,8 @@ def build_humanbeauty(
         min_face_size=min_face_size,
     )
 
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     loaded = StageResult()
     futures = [
         load_source_task.submit(name, root, options)
@@ -200,18 +201,27 @@ def build_humanbeauty(
     ]
     for fut in futures:
         loaded.extend(fut.result())
+    timings["load"] = time.perf_counter() - clock
     shards = pipeline.plan_shards(loaded.records, shard_size)
     log.info("%d records in %d detection shards", len(loaded.records), len(shards))
 
     runner = _task_runner(task_runner, dask_address, dask_workers)
+    clock = time.perf_counter()
     faced, reused = detect_faces.with_options(task_runner=runner)(shards, settings, str(work))
+    timings["faces"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     final = finalise_task(faced.records, test_fraction, quick_per_source)
+    timings["finalise"] = time.perf_counter() - clock
     rejections = loaded.rejections + faced.rejections + final.rejections
+    clock = time.perf_counter()
     exported = export_task(final.records, rejections, str(out), shard_max_mb, row_group_max_mb)
+    timings["export"] = time.perf_counter() - clock
 
     table = summary_markdown(exported["stats"])
     _artifacts(exported["stats"], table, out)
+    clock = time.perf_counter()
     hub_url = push_task(str(out), hub_repo_id, hub_private) if hub_repo_id else None
+    timings["push"] = time.perf_counter() - clock
     result = {
         "output_dir": str(out.resolve()),
         "rows": exported["rows"],
@@ -221,6 +231,8 @@ def build_humanbeauty(
         "shards_reused": reused,
         "rejected_by_reason": dict(Counter(r.reason for r in rejections)),
         "hub_url": hub_url,
+        "images": len(loaded.records),
+        "timings": timings,
         "table": table,
     }
     totals = exported["stats"]["totals"]

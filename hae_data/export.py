@@ -7,6 +7,7 @@ Layout of an export folder::
     data/fine_grained/{train,test}-*.parquet
     README.md          dataset card: YAML ``configs`` (overall, fine_grained), stats, licences
     stats.json         per-source counts, score ranges, levels and rejections by reason
+    stats.md           the same as a table a person reads
     rejected.parquet   every dropped item with source, stage and reason (no image bytes)
 
 Everything is first written into a staging folder next to the target and then moved into place
@@ -52,6 +53,8 @@ __all__ = [
     "SPLITS",
     "ExportSummary",
     "export_dataset",
+    "summary_markdown",
+    "summary_rows",
     "write_rejections",
 ]
 
@@ -203,6 +206,7 @@ def export_dataset(
         write_rejections(rejected, stage / "rejected.parquet")
         stats = _stats(exported, rejected, infos)
         (stage / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        (stage / "stats.md").write_text(summary_markdown(stats), encoding="utf-8")
         (stage / "README.md").write_text(_card(shards, stats, infos), encoding="utf-8")
         for name, src in (extra_files or {}).items():
             dest = stage / name
@@ -353,6 +357,49 @@ def _stats(
         "rejected": sum(s["rejected_total"] for s in sources.values()),
     }
     return {"sources": sources, "totals": totals}
+
+
+def summary_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per source from an export's stats: raw items, kept, rejected by reason, range."""
+    rows = []
+    for name, s in stats["sources"].items():
+        lo, hi = s.get("raw_score_min"), s.get("raw_score_max")
+        rows.append(
+            {
+                "source": name,
+                "title": s.get("title", name),
+                "raw": s["kept"] + s["rejected_total"],
+                "kept": s["kept"],
+                "train": s["train"],
+                "test": s["test"],
+                "rejected": s["rejected_total"],
+                "rejected_by_reason": dict(s["rejected"]),
+                "raw_score_range": None if lo is None else [lo, hi],
+            }
+        )
+    return rows
+
+
+def summary_markdown(stats: Mapping[str, Any]) -> str:
+    """The per-source table as Markdown (what the flow prints and saves as ``stats.md``)."""
+    lines = [
+        "| source | raw | kept | train | test | rejected | rejected by reason | raw score range |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in summary_rows(stats):
+        reasons = ", ".join(f"{k}: {v}" for k, v in row["rejected_by_reason"].items()) or "-"
+        rng = row["raw_score_range"]
+        rng_text = "-" if rng is None else f"{rng[0]:.4g} - {rng[1]:.4g}"
+        lines.append(
+            f"| {row['title']} | {row['raw']} | {row['kept']} | {row['train']} | {row['test']} "
+            f"| {row['rejected']} | {reasons} | {rng_text} |"
+        )
+    t = stats["totals"]
+    lines.append(
+        f"| **total** | {t['kept'] + t['rejected']} | {t['kept']} | {t['train']} | {t['test']} "
+        f"| {t['rejected']} | | |"
+    )
+    return "\n".join(lines) + "\n"
 
 
 def _card(

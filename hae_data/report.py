@@ -1,68 +1,27 @@
-"""What a person reads after a build: a per-source table and score histograms (paper Fig. 4).
+"""What a person reads after a build: score histograms (paper Fig. 4) next to the export.
 
-``summary_rows`` turns the export's ``stats.json`` into one row per source (raw, kept, rejected
-by reason, score range); ``summary_markdown`` renders it; ``plot_histograms`` draws the
-normalised-score histogram of each source and the level distribution as PNG files.
+``plot_histograms`` draws the normalised-score histogram of each source and the level
+distribution as PNG files; ``export_with_report`` exports with them (the per-source table,
+``stats.md``, is written by the export itself from ``hae_data.export.summary_markdown``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from annotation_schema import load_standard
-from hae_data.records import Record
+from hae_data.export import ExportSummary, export_dataset
+from hae_data.records import Record, Rejection
 
-__all__ = ["plot_histograms", "summary_markdown", "summary_rows"]
+__all__ = ["export_with_report", "plot_histograms"]
 
 log = logging.getLogger(__name__)
-
-
-def summary_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per source from an export's stats: raw items, kept, rejected by reason, range."""
-    rows = []
-    for name, s in stats["sources"].items():
-        lo, hi = s.get("raw_score_min"), s.get("raw_score_max")
-        rows.append(
-            {
-                "source": name,
-                "title": s.get("title", name),
-                "raw": s["kept"] + s["rejected_total"],
-                "kept": s["kept"],
-                "train": s["train"],
-                "test": s["test"],
-                "rejected": s["rejected_total"],
-                "rejected_by_reason": dict(s["rejected"]),
-                "raw_score_range": None if lo is None else [lo, hi],
-            }
-        )
-    return rows
-
-
-def summary_markdown(stats: Mapping[str, Any]) -> str:
-    """The per-source table as Markdown (what the flow prints and saves as ``stats.md``)."""
-    lines = [
-        "| source | raw | kept | train | test | rejected | rejected by reason | raw score range |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
-    ]
-    for row in summary_rows(stats):
-        reasons = ", ".join(f"{k}: {v}" for k, v in row["rejected_by_reason"].items()) or "-"
-        rng = row["raw_score_range"]
-        rng_text = "-" if rng is None else f"{rng[0]:.4g} - {rng[1]:.4g}"
-        lines.append(
-            f"| {row['title']} | {row['raw']} | {row['kept']} | {row['train']} | {row['test']} "
-            f"| {row['rejected']} | {reasons} | {rng_text} |"
-        )
-    t = stats["totals"]
-    lines.append(
-        f"| **total** | {t['kept'] + t['rejected']} | {t['kept']} | {t['train']} | {t['test']} "
-        f"| {t['rejected']} | | |"
-    )
-    return "\n".join(lines) + "\n"
 
 
 def plot_histograms(
@@ -122,3 +81,17 @@ def plot_histograms(
     paths.append(path)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
+
+
+def export_with_report(
+    records: Iterable[Record],
+    rejections: Iterable[Rejection],
+    output_dir: str | os.PathLike[str],
+    **export_options: Any,
+) -> ExportSummary:
+    """:func:`hae_data.export.export_dataset` with ``plots/{scores,levels}.png`` moved into
+    place together with the rest of the export."""
+    records = list(records)
+    with tempfile.TemporaryDirectory(prefix="hae-report-") as tmp:
+        extra = {f"plots/{p.name}": p for p in plot_histograms(records, tmp)}
+        return export_dataset(records, rejections, output_dir, extra_files=extra, **export_options)

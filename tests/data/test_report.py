@@ -1,8 +1,8 @@
 from PIL import Image
 
-from hae_data.export import export_dataset
+from hae_data.export import export_dataset, summary_markdown, summary_rows
 from hae_data.records import Rejection
-from hae_data.report import plot_histograms, summary_markdown, summary_rows
+from hae_data.report import export_with_report, plot_histograms
 from tests.data.test_export import make_records
 
 
@@ -43,3 +43,11 @@ def test_histograms_are_real_pngs(tmp_path):
         with Image.open(p) as img:
             assert img.format == "PNG" and img.width > 300
     assert plot_histograms([], tmp_path / "empty")[0].exists()
+
+
+def test_export_with_report_puts_plots_and_table_in_the_export(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=10, n_fine=6)
+    summary = export_with_report(recs, [], tmp_path / "out", shard_max_bytes=10**7)
+    out = tmp_path / "out"
+    assert (out / "plots" / "scores.png").is_file() and (out / "plots" / "levels.png").is_file()
+    assert (out / "stats.md").read_text() == summary_markdown(summary.stats)
