@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from annotation_schema import load_standard
+from hae_data.sources.apddv2 import ATTRIBUTES as APDD_ATTRIBUTES
 
 __all__ = ["WRITERS", "FixtureManifest", "ImageProvider", "make_jpeg", "write_fixture"]
 
@@ -709,16 +710,7 @@ _APDD_HEADER = [
     "filename",
     "Artistic Categories",
     "Total aesthetic score",
-    "Theme and logic",
-    "Creativity",
-    "Layout and composition",
-    "Space and perspective",
-    "The sense of order",
-    "Light and shadow",
-    "Color",
-    "Details and texture",
-    "The overall",
-    "Mood",
+    *APDD_ATTRIBUTES,
     "Language Comment",
 ]
 
