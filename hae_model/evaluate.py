@@ -1,0 +1,323 @@
+"""Evaluation (SPEC 3.4): ``python -m hae_model.evaluate --model M --data D --output FILE.json``.
+
+For every image of the split: the three head scores and the MetaVoter's (the ablation of paper
+Table 5), compared with the ground-truth overall score (for 12-dimension rows, the Overall
+Aesthetic dimension) by PLCC, SRCC, KRCC, MSE, MAE, RMSE, and, as levels, by accuracy and macro
+precision / recall / F1; the Expert head's MAE per dimension on the 12-dimension rows (paper
+Table 3); all per source and in total. With text generation on (the default), the model's own
+answers are parsed into levels: an answer that names no level (or several) is counted as
+unparseable and left out, never replaced by a guess. Rows that cannot be read are listed under
+``skipped``. Writes ``FILE.json`` and the same tables as Markdown in ``FILE.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from annotation_schema import load_standard
+from hae_data.levels import score_to_level
+from hae_data.records import PARTS
+from hae_model.data import SPLITS, list_row_groups
+from hae_model.inference import (
+    PRECISIONS,
+    ScoredImage,
+    autocast,
+    autocast_dtype,
+    inference_loader,
+    resolve_device,
+    score_batches,
+)
+from hae_model.metrics import level_metrics, mae, regression_metrics
+from hae_model.model import load_for_inference
+
+__all__ = ["HEADS", "build_report", "evaluate", "main", "markdown_report"]
+
+log = logging.getLogger(__name__)
+
+#: Scores compared in the ablation, in table order, with their display names.
+HEADS = {
+    "lm": "LM head",
+    "regression": "regression head",
+    "expert": "Expert head",
+    "metavoter": "MetaVoter",
+}
+
+
+def _clip(x: float) -> float:
+    return min(1.0, max(0.0, x))
+
+
+def _true_level(item: ScoredImage) -> str:
+    level = item.get("level")
+    return level if level in load_standard().level_words else score_to_level(item["score"])
+
+
+def _group_report(items: Sequence[ScoredImage], text: bool) -> dict[str, Any]:
+    std = load_standard()
+    target = [it["score"] for it in items]
+    true_levels = [_true_level(it) for it in items]
+    heads = {}
+    for head in HEADS:
+        pred = [it[head] for it in items]
+        metrics = regression_metrics(pred, target)
+        levels = level_metrics([score_to_level(_clip(p)) for p in pred], true_levels)
+        heads[head] = {**metrics, **{k: v for k, v in levels.items() if k != "n"}}
+    report: dict[str, Any] = {"n": len(items), "heads": heads}
+
+    fine = [it for it in items if it.get("dimension_scores") is not None]
+    if fine:
+        dims = {
+            name: mae(
+                [it["dimensions"][i] for it in fine], [it["dimension_scores"][i] for it in fine]
+            )
+            for i, name in enumerate(std.names)
+        }
+        report["dimensions"] = {"n": len(fine), "mae": dims}
+        report["dimensions"]["mean_mae"] = sum(dims.values()) / len(dims)
+
+    if text:
+        parsed = [(it["answer_level"], lv) for it, lv in zip(items, true_levels, strict=True)]
+        ok = [(p, t) for p, t in parsed if p is not None]
+        entry: dict[str, Any] = {
+            "answers": len(items),
+            "unparseable": len(items) - len(ok),
+            **level_metrics([p for p, _ in ok], [t for _, t in ok]),
+        }
+        entry["n_parsed"] = entry.pop("n")
+        if fine:
+            per_dim: dict[str, Any] = {}
+            for i, name in enumerate(std.names):
+                pairs = [
+                    (it["fine_grained_levels"][name], score_to_level(it["dimension_scores"][i]))
+                    for it in fine
+                    if name in it["fine_grained_levels"]
+                ]
+                per_dim[name] = sum(p == t for p, t in pairs) / len(pairs) if pairs else None
+            entry["fine_grained_answers"] = len(fine)
+            entry["fine_grained_unparseable"] = sum(
+                1 for it in fine if len(it["fine_grained_levels"]) < len(std.names)
+            )
+            entry["fine_grained_level_accuracy"] = per_dim
+        report["text"] = entry
+    return report
+
+
+def build_report(items: Sequence[ScoredImage], *, text: bool) -> dict[str, Any]:
+    """Metrics in total and per source for scored images (errors are reported separately)."""
+    good = [it for it in items if "error" not in it]
+    by_source: dict[str, list[ScoredImage]] = defaultdict(list)
+    for it in good:
+        by_source[it["source"] or "unknown"].append(it)
+    return {
+        "images": len(good),
+        "skipped": [it for it in items if "error" in it],
+        "total": _group_report(good, text) if good else {"n": 0},
+        "per_source": {s: _group_report(v, text) for s, v in sorted(by_source.items())},
+    }
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def markdown_report(report: dict[str, Any], title: str) -> str:
+    """The report's tables as Markdown: overall scores per head, dimension MAE, text answers."""
+    std = load_standard()
+    groups = [("total", report["total"]), *report["per_source"].items()]
+    groups = [(name, g) for name, g in groups if g.get("n")]
+    lines = [f"# {title}", "", f"Images: {report['images']}; skipped: {len(report['skipped'])}."]
+    lines += [
+        "",
+        "## Overall score",
+        "",
+        "| source | score from | n | PLCC | SRCC | KRCC | MSE | MAE | RMSE | level acc | macro P "
+        "| macro R | macro F1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    keys = (
+        "n",
+        "plcc",
+        "srcc",
+        "krcc",
+        "mse",
+        "mae",
+        "rmse",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+    )
+    for name, g in groups:
+        for head, label in HEADS.items():
+            m = g["heads"][head]
+            lines.append(f"| {name} | {label} | " + " | ".join(_fmt(m[k]) for k in keys) + " |")
+    dim_groups = [(name, g["dimensions"]) for name, g in groups if "dimensions" in g]
+    if dim_groups:
+        lines += [
+            "",
+            "## Fine-grained MAE (Expert head)",
+            "",
+            "| source | n | " + " | ".join(std.names) + " | mean |",
+            "|---|---:|" + "---:|" * (len(std.names) + 1),
+        ]
+        for name, dg in dim_groups:
+            cells = [_fmt(dg["mae"][d]) for d in std.names]
+            lines.append(
+                f"| {name} | {dg['n']} | " + " | ".join(cells) + f" | {_fmt(dg['mean_mae'])} |"
+            )
+    text_groups = [(name, g["text"]) for name, g in groups if "text" in g]
+    if text_groups:
+        lines += [
+            "",
+            "## Text answers (levels parsed from the generated answer)",
+            "",
+            "| source | answers | unparseable | level acc | macro P | macro R | macro F1 |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, t in text_groups:
+            cells = [
+                t["answers"],
+                t["unparseable"],
+                t["accuracy"],
+                t["precision"],
+                t["recall"],
+                t["f1"],
+            ]
+            lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    model_dir: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    output: str | os.PathLike[str] | None = None,
+    parts: Sequence[str] = PARTS,
+    batch_size: int = 8,
+    num_workers: int = 2,
+    device: str = "auto",
+    text: bool = True,
+    max_tiles: int | None = None,
+    base: str | None = None,
+    precision: str = "auto",
+) -> dict[str, Any]:
+    """Score ``split`` of the export at ``data_dir`` with the model at ``model_dir``; returns the
+    report and, with ``output``, writes it as JSON and Markdown (``.md`` beside it)."""
+    groups = list_row_groups(data_dir, split, parts)
+    dev = resolve_device(device)
+    model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)
+    loader = inference_loader(
+        groups,
+        encoder,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        quick_only=split == "quick",
+    )
+    ctx = autocast(dev, autocast_dtype(precision, dev))
+    items = list(score_batches(model, encoder, loader, device=dev, autocast=ctx, text=text))
+    report = {
+        "model": str(model_dir),
+        "data": str(data_dir),
+        "split": split,
+        "parts": list(parts),
+        "text": text,
+        **build_report(items, text=text),
+    }
+    if report["skipped"]:
+        log.warning("%d rows could not be scored (listed under 'skipped')", len(report["skipped"]))
+    if output is not None:
+        out = Path(output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, out)
+        md = markdown_report(report, f"HumanAesExpert evaluation: {Path(data_dir).name} / {split}")
+        out.with_suffix(".md").write_text(md, encoding="utf-8")
+        log.info("wrote %s and %s", out, out.with_suffix(".md"))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hae_model.evaluate",
+        description="Evaluate a trained HumanAesExpert on an export: PLCC/SRCC/KRCC, MSE/MAE/RMSE, "
+        "level accuracy and macro P/R/F1 per head and for the MetaVoter, per-dimension MAE, per "
+        "source and in total. Writes FILE.json and FILE.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="folder written by hae_model.train")
+    parser.add_argument("--data", required=True, help="export folder")
+    parser.add_argument(
+        "--split", default="test", choices=SPLITS, help="quick: the ablation subset"
+    )
+    parser.add_argument("--output", required=True, help="report file (.json); .md written beside")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU"
+    )
+    parser.add_argument("--no-text", action="store_true", help="skip generating text answers")
+    parser.add_argument("--max-tiles", type=int, default=None, help="default: the model's")
+    parser.add_argument("--base", default=None, help="backbone location if it moved")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.batch_size < 1 or args.num_workers < 0:
+        parser.error("--batch-size must be >= 1 and --num-workers >= 0")
+    if args.max_tiles is not None and args.max_tiles < 1:
+        parser.error("--max-tiles must be >= 1")
+    if not Path(args.model, "config.json").is_file():
+        parser.error(f"--model {args.model}: no config.json; not a trained HumanAesExpert folder")
+    if not args.output.endswith(".json"):
+        parser.error("--output must end in .json")
+    try:
+        list_row_groups(args.data, args.split, args.parts)
+        resolve_device(args.device)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    report = evaluate(
+        args.model,
+        args.data,
+        split=args.split,
+        output=args.output,
+        parts=args.parts,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+        text=not args.no_text,
+        max_tiles=args.max_tiles,
+        base=args.base,
+        precision=args.precision,
+    )
+    total = report["total"]
+    if total.get("n"):
+        mv = total["heads"]["metavoter"]
+        log.info(
+            "total: %d images, MetaVoter PLCC %s SRCC %s MAE %s",
+            total["n"],
+            _fmt(mv["plcc"]),
+            _fmt(mv["srcc"]),
+            _fmt(mv["mae"]),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

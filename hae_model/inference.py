@@ -1,0 +1,223 @@
+"""Scoring many images: a DataLoader over shards and the per-image results of the model.
+
+Shared by stage 2 of training (caching the three head scores), ``evaluate`` and ``score``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from annotation_schema import load_standard
+from hae_data.levels import score_to_level
+from hae_model.data import RowGroupRef, SampleEncoder, ShardStream, collate_inference, seed_worker
+from hae_model.model import HumanAesExpert
+
+__all__ = [
+    "PRECISIONS",
+    "ScoredImage",
+    "autocast",
+    "autocast_dtype",
+    "inference_loader",
+    "max_answer_tokens",
+    "parse_fine_grained_answer",
+    "parse_overall_answer",
+    "resolve_device",
+    "score_batches",
+]
+
+log = logging.getLogger(__name__)
+
+ScoredImage = dict[str, Any]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` is the first CUDA GPU when there is one, else the CPU; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision``: ``auto`` is bf16 on a GPU that supports it and
+    fp32 (no autocast) elsewhere; ``bf16`` forces it (also on the CPU)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``dtype`` on ``device``, or a no-op for ``None``."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def inference_loader(
+    groups: Sequence[RowGroupRef],
+    encoder: SampleEncoder,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    quick_only: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """One pass over ``groups`` in shard order, each row once over all ranks; bad rows are
+    kept as ``errors`` in the batches so callers can report them."""
+    stream = ShardStream(
+        groups,
+        encoder.encode_inference,
+        quick_only=quick_only,
+        keep_errors=True,
+        rank=rank,
+        world_size=world_size,
+    )
+    return DataLoader(
+        stream,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=partial(collate_inference, pad_id=encoder.pad_id),
+        worker_init_fn=seed_worker if num_workers else None,
+    )
+
+
+def max_answer_tokens(encoder: SampleEncoder) -> tuple[int, int]:
+    """Generation budgets ``(overall, fine_grained)``: the longest template answer + 8 tokens."""
+    std = encoder.standard
+    longest = max(std.level_words, key=lambda w: len(encoder.answer_ids(w)))
+    overall = max(len(encoder.answer_ids(std.overall_answer(w))) for w in std.level_words)
+    fine = len(encoder.answer_ids(std.fine_grained_answer([longest] * len(std.dimensions))))
+    return overall + 8, fine + 8
+
+
+def parse_overall_answer(text: str) -> str | None:
+    """The level word of an overall answer, or ``None`` when it names none or several."""
+    words = load_standard().level_words
+    found = {w for w in _words(text) if w in words}
+    return found.pop() if len(found) == 1 else None
+
+
+def parse_fine_grained_answer(text: str) -> dict[str, str]:
+    """``{dimension name: level}`` for every line ``<Name>: <level>`` of a 12-dimension answer
+    (dimensions that are missing or malformed are absent)."""
+    std = load_standard()
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        if not sep or name.strip() not in std.names:
+            continue
+        levels = [w for w in _words(rest) if w in std.level_words]
+        if len(set(levels)) == 1:
+            out.setdefault(name.strip(), levels[0])
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalpha() else " " for c in text).split()
+
+
+def score_batches(
+    model: HumanAesExpert,
+    encoder: SampleEncoder,
+    batches: Iterable[dict[str, Any]],
+    *,
+    device: torch.device,
+    autocast: contextlib.AbstractContextManager | None = None,
+    text: bool = False,
+    log_every_s: float = 30.0,
+) -> Iterator[ScoredImage]:
+    """Per-image results for every image of ``batches`` (from :func:`inference_loader` or
+    ``collate_inference``), in batch order; bad rows come out as ``{"error": ...}``.
+
+    Each result has the targets of the row (``score``, ``level``, ``dimension_scores``: NaN
+    or ``None`` when unknown), the head scores (``lm``, ``regression``, ``expert``,
+    ``metavoter``), ``dimensions`` (12 Expert scores) and, with ``text``, the generated
+    ``answer`` / ``fine_grained_answer`` and what parsing them gave.
+    """
+    budget = max_answer_tokens(encoder) if text else (0, 0)
+    done, start, last = 0, time.perf_counter(), time.perf_counter()
+    model.eval()
+    for batch in batches:
+        for err in batch["errors"]:
+            yield {**err}
+        if batch["size"] == 0:
+            continue
+        with autocast or contextlib.nullcontext():
+            pred = model.predict(batch)
+            answers = fine_answers = None
+            if text:
+                gen = partial(
+                    model.generate_answers,
+                    pixel_values=batch["pixel_values"],
+                    pad_id=encoder.pad_id,
+                    eos_id=encoder.eos_id,
+                )
+                answers = gen(batch["overall_prompt"], max_new_tokens=budget[0])
+                fine_answers = gen(batch["fine_prompt"], max_new_tokens=budget[1])
+        meta = batch["meta"]
+        for i in range(batch["size"]):
+            dims = batch["dimension_scores"][i]
+            item: ScoredImage = {
+                "image_id": meta["image_id"][i],
+                "source": meta["source"][i],
+                "part": meta["part"][i],
+                "score": float(batch["score"][i]),
+                "level": meta["level"][i],
+                "dimension_scores": None if torch.isnan(dims).any() else dims.tolist(),
+                "lm": float(pred.lm[i]),
+                "regression": float(pred.regression[i]),
+                "expert": float(pred.expert[i]),
+                "metavoter": float(pred.metavoter[i]),
+                "dimensions": pred.dimensions[i].tolist(),
+            }
+            if answers is not None and fine_answers is not None:
+                answer = encoder.tokenizer.decode(answers[i], skip_special_tokens=True)
+                fine = encoder.tokenizer.decode(fine_answers[i], skip_special_tokens=True)
+                item["answer"] = answer
+                item["answer_level"] = parse_overall_answer(answer)
+                item["fine_grained_answer"] = fine
+                item["fine_grained_levels"] = parse_fine_grained_answer(fine)
+            yield item
+        done += batch["size"]
+        now = time.perf_counter()
+        if now - last >= log_every_s:
+            last = now
+            log.info("scored %d images (%.1f images/s)", done, done / (now - start))
+    if done:
+        elapsed = time.perf_counter() - start
+        log.info("scored %d images in %.1f s (%.1f images/s)", done, elapsed, done / elapsed)
+
+
+def levels_of(item: ScoredImage) -> dict[str, str]:
+    """Level words of every score of a result (heads and the 12 dimensions, by name)."""
+    std = load_standard()
+    out = {
+        head: score_to_level(_clip(item[head]))
+        for head in ("lm", "regression", "expert", "metavoter")
+    }
+    for name, value in zip(std.names, item["dimensions"], strict=True):
+        out[name] = score_to_level(_clip(value))
+    return out
+
+
+def _clip(x: float) -> float:
+    # Sigmoid and softmax outputs are in [0, 1] up to rounding in float32.
+    return min(1.0, max(0.0, float(x)))

@@ -1,0 +1,313 @@
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hae_model.data import count_rows, list_row_groups
+from hae_model.evaluate import evaluate
+from hae_model.train import TrainConfig, cosine_with_warmup, train
+from hae_model.train import main as train_main
+from tests.model.fixtures import make_export
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
+
+
+def _run(args, timeout=240):
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def test_cosine_schedule_with_warmup():
+    lr = [cosine_with_warmup(s, total=100, warmup=5) for s in range(100)]
+    assert lr[0] == pytest.approx(0.2) and lr[4] == pytest.approx(1.0)
+    assert lr[5] == pytest.approx(1.0) and lr[52] == pytest.approx(0.5, abs=0.02)
+    assert all(a >= b for a, b in itertools.pairwise(lr[5:]))
+    assert cosine_with_warmup(100, total=100, warmup=5) == pytest.approx(0.0)
+
+
+def _cfg(data, base, out, **kw):
+    values = dict(
+        data=str(data),
+        base=str(base),
+        output=str(out),
+        max_tiles=1,
+        batch_size=4,
+        grad_accum=2,
+        num_workers=0,
+        log_every=1,
+        save_every=2,
+        metavoter_min_steps=20,
+        seed=0,
+    )
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def test_resume_continues_exactly(tiny_dir, small_export, tmp_path):
+    straight = tmp_path / "straight"
+    train(_cfg(small_export, tiny_dir, straight, max_steps=4))
+    final = load_file(str(straight / "checkpoints" / "step-0000004" / "trainable.safetensors"))
+    # A run that stopped after its step-2 checkpoint and was started again with --resume.
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(
+        straight / "checkpoints" / "step-0000002", resumed / "checkpoints" / "step-0000002"
+    )
+    train(_cfg(small_export, tiny_dir, resumed, max_steps=4, resume=True))
+    again = load_file(str(resumed / "checkpoints" / "step-0000004" / "trainable.safetensors"))
+    assert final.keys() == again.keys()
+    for name in final:
+        assert torch.allclose(final[name], again[name], atol=1e-6), name
+    state = json.loads((resumed / "checkpoints" / "step-0000004" / "state.json").read_text())
+    assert state["step"] == 4 and state["micro_batches"] == 8
+    assert len(list((straight / "checkpoints").iterdir())) == 2  # keep_checkpoints
+    with pytest.raises(ValueError, match="pass --resume"):
+        train(_cfg(small_export, tiny_dir, straight, max_steps=4))
+
+
+def test_cli_rejects_bad_arguments(tiny_dir, small_export, tmp_path, capsys):
+    cases = [
+        (["--data", str(tmp_path / "nowhere")], "no rows for split"),
+        (["--data", str(small_export), "--batch-size", "0"], "batch_size must be >= 1"),
+        (["--data", str(small_export), "--precision", "fp8"], "invalid choice"),
+        (["--data", str(small_export), "--warmup-ratio", "1.5"], "warmup_ratio"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            train_main(["--base", str(tiny_dir), "--output", str(tmp_path / "o"), *extra])
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(
+            [
+                "--data",
+                str(small_export),
+                "--base",
+                str(tmp_path / "no-model"),
+                "--output",
+                str(tmp_path / "o"),
+            ]
+        )
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_ddp_two_cpu_processes_on_gloo(tiny_dir, small_export, tmp_path):
+    out = tmp_path / "ddp"
+    proc = _run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "hae_model.train",
+            "--data",
+            str(small_export),
+            "--base",
+            str(tiny_dir),
+            "--output",
+            str(out),
+            "--max-tiles",
+            "1",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--grad-accum",
+            "2",
+            "--num-workers",
+            "1",
+            "--log-every",
+            "1",
+            "--metavoter-min-steps",
+            "20",
+        ]
+    )
+    log = proc.stderr
+    assert "rank 0/2 on cpu (gloo)" in log
+    assert "of 8 samples (2 x 2 accumulation x 2 ranks)" in log
+    assert "DDP replicas in sync" in log
+    # Stage 2 gathered every training image from both ranks exactly once.
+    scores = pq.read_table(out / "metavoter_train_scores.parquet").to_pylist()
+    ids = [r["image_id"] for r in scores]
+    assert len(ids) == len(set(ids)) == count_rows(list_row_groups(small_export, "train"))
+    for name in (
+        "config.json",
+        "heads.safetensors",
+        "metavoter.safetensors",
+        "adapter/adapter_model.safetensors",
+    ):
+        assert (out / name).is_file(), name
+
+
+def test_cli_end_to_end(tmp_path, small_export):
+    tiny = tmp_path / "tiny"
+    model = tmp_path / "model"
+    _run(["-m", "hae_model.tiny", "--output", str(tiny)])
+    proc = _run(
+        [
+            "-m",
+            "hae_model.train",
+            "--data",
+            str(small_export),
+            "--base",
+            str(tiny),
+            "--output",
+            str(model),
+            "--max-tiles",
+            "1",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--grad-accum",
+            "1",
+            "--num-workers",
+            "1",
+            "--log-every",
+            "1",
+            "--metavoter-min-steps",
+            "20",
+        ]
+    )
+    assert "samples/s" in proc.stderr and "model saved to" in proc.stderr
+    report_path = tmp_path / "eval" / "quick.json"
+    _run(
+        [
+            "-m",
+            "hae_model.evaluate",
+            "--model",
+            str(model),
+            "--data",
+            str(small_export),
+            "--split",
+            "quick",
+            "--output",
+            str(report_path),
+            "--num-workers",
+            "1",
+        ]
+    )
+    report = json.loads(report_path.read_text())
+    assert report["split"] == "quick" and report["images"] > 0
+    total = report["total"]
+    assert set(total["heads"]) == {"lm", "regression", "expert", "metavoter"}
+    assert set(total["heads"]["metavoter"]) >= {
+        "plcc",
+        "srcc",
+        "krcc",
+        "mse",
+        "mae",
+        "rmse",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+    }
+    assert total["text"]["answers"] == total["n"]
+    assert 0 <= total["text"]["unparseable"] <= total["n"]
+    assert set(report["per_source"]) <= {"ava", "baid", "humanbeauty_50k"}
+    md = report_path.with_suffix(".md").read_text()
+    assert "| total | MetaVoter |" in md and "PLCC" in md
+
+    images = sorted((small_export.parent / "images").glob("*.png"))[:2]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hae_model.score",
+            "--model",
+            str(model),
+            "--json",
+            str(images[0]),
+            str(bad),
+            str(images[1]),
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]  # one image failed, the others scored
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["image"] for r in lines] == [str(images[0]), str(bad), str(images[1])]
+    assert "error" in lines[1]
+    ok = lines[0]
+    assert 0 <= ok["overall"] <= 1 and len(ok["dimensions"]) == 12
+    assert "Overall Aesthetic" in ok["dimensions"] and ok["levels"]["overall"] in (
+        "bad",
+        "poor",
+        "fair",
+        "good",
+        "excellent",
+    )
+    assert isinstance(ok["answer"], str) and isinstance(ok["fine_grained_answer"], str)
+
+
+def test_learning_brightness(tiny_dir, tmp_path):
+    """The overall score is the image's mean intensity: a short CPU run must learn it."""
+    data = make_export(
+        tmp_path / "bright", n_overall=320, n_fine=64, size=(56, 56), seed=1, test_fraction=0.25
+    )
+    out = tmp_path / "model"
+    train(
+        _cfg(
+            data,
+            tiny_dir,
+            out,
+            epochs=3,
+            batch_size=8,
+            grad_accum=1,
+            lr=1e-3,
+            log_every=20,
+            save_every=10_000,
+            metavoter_min_steps=1000,
+        )
+    )
+    report = evaluate(out, data, split="test", text=False, num_workers=0, batch_size=16)
+    heads = report["total"]["heads"]
+    assert report["total"]["n"] >= 60
+    assert heads["regression"]["plcc"] >= 0.9, heads
+    assert heads["metavoter"]["plcc"] >= 0.9, heads
+
+
+@pytest.mark.slow
+def test_compiled_backbone_with_gradient_checkpointing(tiny_dir, small_export, tmp_path):
+    """torch.compile of the trunk (a few minutes of compilation on the CPU)."""
+    out = tmp_path / "compiled"
+    train(
+        _cfg(
+            small_export,
+            tiny_dir,
+            out,
+            max_steps=4,
+            compile=True,
+            gradient_checkpointing=True,
+            save_every=10,
+        )
+    )
+    report = evaluate(out, small_export, split="test", text=False, num_workers=0)
+    assert report["total"]["n"] > 0
