@@ -135,18 +135,21 @@ def measure(mode: str, root: Path, out: Path, device: str) -> dict:
     """Run one mode in a subprocess; add its own peak RSS (from wait4)."""
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     env.setdefault("PREFECT_HOME", str(out.parent / "prefect-home"))
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", mode, str(root), str(out), device],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    stdout = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
+    log_path = out.parent / f"{out.name}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", mode, str(root), str(out), device],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        stdout = proc.stdout.read() if proc.stdout else ""
+        _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
-        raise RuntimeError(f"{mode} run failed with status {status}")
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"{mode} run failed with status {status}:\n{tail}")
     line = next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
     result["peak_rss_mib"] = usage.ru_maxrss / 1024

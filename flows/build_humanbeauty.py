@@ -45,8 +45,10 @@ def load_source_task(name: str, root: str, options: dict[str, Any]) -> StageResu
 
 
 @task(name="detect-faces", cache_policy=NO_CACHE, tags=["gpu"])
-def detect_shard_task(records: list, settings: FaceSettings, work_dir: str) -> ShardOutcome:
-    """Face stage for one shard; reuses the shard's completion file when it exists."""
+def detect_shard_task(plan: str, settings: FaceSettings, work_dir: str) -> ShardOutcome:
+    """Face stage for one shard (its records in the plan file ``plan``); reuses the shard's
+    completion file when it exists."""
+    records = pipeline.read_plan(plan)
     # The "gpu" tag lets a server-side limit (``prefect concurrency-limit create gpu N``) cap
     # detection across every worker of a deployment; within one process detect_shard runs one
     # shard at a time.
@@ -98,11 +100,11 @@ def _task_runner(kind: str, dask_address: str | None, dask_workers: int) -> Any:
 
 @flow(name="detect-faces", validate_parameters=False)
 def detect_faces(
-    shards: list[list], settings: FaceSettings, work_dir: str
+    plans: list[str], settings: FaceSettings, work_dir: str
 ) -> tuple[StageResult, int]:
-    """Run the face stage over every shard on this flow's task runner; returns the merged
+    """Run the face stage over every shard plan on this flow's task runner; returns the merged
     result and how many shards were reused from completion files."""
-    futures = [detect_shard_task.submit(shard, settings, work_dir) for shard in shards]
+    futures = [detect_shard_task.submit(plan, settings, work_dir) for plan in plans]
     merged, reused = StageResult(), 0
     for fut in futures:
         outcome: ShardOutcome = fut.result()
@@ -207,7 +209,8 @@ def build_humanbeauty(
 
     runner = _task_runner(task_runner, dask_address, dask_workers)
     clock = time.perf_counter()
-    faced, reused = detect_faces.with_options(task_runner=runner)(shards, settings, str(work))
+    plans = pipeline.write_plans(shards, work)
+    faced, reused = detect_faces.with_options(task_runner=runner)(plans, settings, str(work))
     timings["faces"] = time.perf_counter() - clock
     clock = time.perf_counter()
     final = finalise_task(faced.records, test_fraction, quick_per_source)

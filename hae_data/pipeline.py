@@ -39,7 +39,9 @@ __all__ = [
     "load_source",
     "plan_shards",
     "read_build_spec",
+    "read_plan",
     "shard_fingerprint",
+    "write_plans",
 ]
 
 log = logging.getLogger(__name__)
@@ -246,6 +248,30 @@ class ShardStore:
         tmp.write_text(json.dumps(payload), encoding="utf-8")
         os.replace(tmp, path)
         return path
+
+
+def write_plans(shards: Sequence[Sequence[Record]], work_dir: str | os.PathLike[str]) -> list[str]:
+    """Write each shard's records to ``<work_dir>/plans/shard-NNNNN.json``; returns the paths.
+
+    A runner then ships a path per task instead of the records themselves: Prefect stores a
+    flow run's parameters on its server, and a hundred thousand records are far too many.
+    """
+    store = ShardStore(work_dir, "plans")
+    for stale in store.folder.glob("shard-*.json"):
+        stale.unlink()
+    return [
+        str(store.save(f"shard-{i:05d}", StageResult(records=list(shard))))
+        for i, shard in enumerate(shards)
+    ]
+
+
+def read_plan(path: str | os.PathLike[str]) -> list[Record]:
+    """The records of a shard written by :func:`write_plans`."""
+    p = Path(path)
+    result = ShardStore(p.parent.parent, p.parent.name).load(p.stem)
+    if result is None:
+        raise FileNotFoundError(f"shard plan {p} is missing or unreadable")
+    return result.records
 
 
 def _record_from_dict(raw: dict[str, Any]) -> Record:

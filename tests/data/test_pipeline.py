@@ -8,7 +8,9 @@ from hae_data.pipeline import (
     drop_duplicates,
     finalise,
     plan_shards,
+    read_plan,
     shard_fingerprint,
+    write_plans,
 )
 from hae_data.records import Face, Record, Rejection
 from tests.data.test_export import make_records
@@ -119,3 +121,14 @@ def test_finalise_runs_every_scoring_stage(tmp_path):
     for r in res.records:
         assert 0.0 <= r.score <= 1.0 and r.level and r.question and r.answer
         assert r.split in ("train", "test")
+
+
+def test_shard_plans_round_trip_and_replace_stale_ones(tmp_path):
+    recs = _recs(tmp_path, 5)
+    paths = write_plans(plan_shards(recs, 2), tmp_path / "work")
+    assert len(paths) == 3
+    assert [r.file_name for p in paths for r in read_plan(p)] == [r.file_name for r in recs]
+    assert len(write_plans(plan_shards(recs, 5), tmp_path / "work")) == 1
+    assert len(list((tmp_path / "work" / "plans").glob("*.json"))) == 1
+    with pytest.raises(FileNotFoundError):
+        read_plan(paths[2])

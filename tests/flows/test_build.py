@@ -158,3 +158,19 @@ def test_bad_arguments_fail_at_start_up(args, message, tmp_path):
     )
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_detection_subflow_gets_plan_paths_not_records(demo_build):
+    """Flow-run parameters live on the Prefect server: records must never travel that way."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["detect-faces"]))
+        )
+    assert runs
+    for run in runs:
+        plans = run.parameters["plans"]
+        assert plans and all(isinstance(p, str) and p.endswith(".json") for p in plans)
+        assert len(json.dumps(run.parameters, default=str)) < 20_000
