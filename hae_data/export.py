@@ -13,8 +13,8 @@ Layout of an export folder::
 Everything is first written into a staging folder next to the target and then moved into place
 entry by entry, so a crash never leaves a half-written shard under a final name, and a
 re-export replaces every managed entry: no stale shard of an earlier, larger export survives.
-Rows are ordered by (source, image_id) within each shard set, so the same input gives the same
-bytes whatever order the records arrive in.
+Rows are ordered by a hash of their image id within each shard set (so sources are mixed in
+every row group), and the same input gives the same bytes whatever order records arrive in.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotation_schema import load_standard
-from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, export_bytes
+from hae_data.hashing import content_id, unit_hash
+from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, encode_for_export
 from hae_data.records import (
     ARROW_SCHEMA,
     PARTS,
@@ -161,8 +162,14 @@ def export_dataset(
     """
     if shard_max_bytes <= 0 or row_group_max_bytes <= 0:
         raise ValueError("shard_max_bytes and row_group_max_bytes must be positive")
+    # A row group lives inside one shard, so it can never be the larger of the two.
+    row_group_max_bytes = min(row_group_max_bytes, shard_max_bytes)
     out = Path(output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.staging-*"):
+        # A build killed mid-export leaves its staging folder behind (image bytes and all).
+        log.warning("removing %s, left by an interrupted export", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     infos = dict(CATALOG if sources is None else sources)
     stage = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
@@ -173,20 +180,18 @@ def export_dataset(
         exported: list[Record] = []
         for rec in recs:
             try:
-                data = export_bytes(rec.image_path, max_pixels=max_pixels)
+                original = Path(rec.image_path).read_bytes()
+                if not original:
+                    raise ImageDecodeError("empty_file", f"{rec.image_path} has zero bytes")
+                if content_id(original) != rec.image_id:
+                    raise ImageDecodeError(
+                        "changed_since_detection",
+                        f"{rec.image_path} no longer has the bytes its faces were detected on",
+                    )
+                data = encode_for_export(original, name=rec.image_path, max_pixels=max_pixels)
             except (ImageDecodeError, OSError) as exc:
                 reason = exc.reason if isinstance(exc, ImageDecodeError) else "unreadable_file"
-                rejected.append(
-                    Rejection(
-                        source=rec.source,
-                        file_name=rec.file_name,
-                        image_path=rec.image_path,
-                        image_id=rec.image_id,
-                        reason=reason,
-                        stage="export",
-                        detail=str(exc),
-                    )
-                )
+                rejected.append(Rejection.from_record(rec, reason, "export", str(exc)))
                 continue
             key = (rec.part, rec.split or "")
             if key not in shard_sets:
@@ -257,7 +262,9 @@ def _check_records(records: Iterable[Record]) -> list[Record]:
                 f"{rec.source}/{rec.file_name}); drop duplicates before export"
             )
         seen[key] = rec  # type: ignore[index]
-    recs.sort(key=lambda r: (r.source, r.image_id))
+    # A hash order, not (source, id): training reads shards row group by row group, and
+    # batches should mix sources and parts. Still independent of the order records arrive in.
+    recs.sort(key=lambda r: (unit_hash(r.image_id or "", "export-order"), r.image_id))
     return recs
 
 
@@ -279,12 +286,24 @@ def _swap_into_place(stage: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
     trash.mkdir()
+    moved_out: list[str] = []
+    moved_in: list[str] = []
     try:
         for name in MANAGED_ENTRIES:
             if (out / name).exists():
                 os.replace(out / name, trash / name)
+                moved_out.append(name)
         for entry in stage.iterdir():
             os.replace(entry, out / entry.name)
+            moved_in.append(entry.name)
+    except BaseException:
+        # Put the previous export back rather than leave a folder that is half old, half new.
+        for name in moved_in:
+            shutil.rmtree(out / name, ignore_errors=True)
+            (out / name).unlink(missing_ok=True)
+        for name in moved_out:
+            os.replace(trash / name, out / name)
+        raise
     finally:
         shutil.rmtree(trash, ignore_errors=True)
 

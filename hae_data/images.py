@@ -36,6 +36,7 @@ __all__ = [
     "ReducedImage",
     "decode_image",
     "decode_reduced",
+    "encode_for_export",
     "export_bytes",
     "fit_long_side",
     "read_image",
@@ -190,15 +191,16 @@ def read_image(
     return decode_image(_read_bytes(path), name=str(path), max_pixels=max_pixels)
 
 
-def export_bytes(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
-    """The bytes to embed in the export for the image at ``path``.
+def encode_for_export(
+    data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> bytes:
+    """The bytes to embed in the export for an image file's bytes ``data``.
 
     The original file when it is already an upright 8-bit RGB or grayscale JPEG/PNG/WebP (no
     generation loss); otherwise the decoded upright RGB image, re-encoded as JPEG (quality 95)
     when the source was a JPEG and as PNG otherwise.
     """
-    data = Path(path).read_bytes()
-    decoded = decode_image(data, name=str(path), max_pixels=max_pixels)
+    decoded = decode_image(data, name=name, max_pixels=max_pixels)
     if not decoded.converted:
         return data
     buf = io.BytesIO()
@@ -207,6 +209,11 @@ def export_bytes(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_
     else:
         decoded.image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def export_bytes(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """:func:`encode_for_export` of the file at ``path``."""
+    return encode_for_export(_read_bytes(path), name=str(path), max_pixels=max_pixels)
 
 
 # --- fast path for detection ----------------------------------------------------------------

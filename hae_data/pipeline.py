@@ -6,8 +6,10 @@ Data moves one way: load (per source) -> face filter (per shard, resumable) -> f
 
 Resumability: a finished shard leaves a completion file under ``work_dir`` named by a
 fingerprint of its inputs (each file's relative path, size and modification time, plus the
-detector settings). A rerun finds the file and reuses the shard's result instead of detecting
-again; a changed image or setting changes the fingerprint, so stale results are never reused.
+settings that change detections: long side, weights, lowest stored confidence). It holds each
+image's detections, not the records: a rerun applies the face rule and this run's labels to
+them, so a corrected label file or a new threshold reuses every shard, while a changed image
+changes the fingerprint and is detected again.
 """
 
 from __future__ import annotations
@@ -212,39 +214,31 @@ def shard_fingerprint(records: Sequence[Record], settings: Mapping[str, Any]) ->
 
 
 class ShardStore:
-    """Completion files for finished shards: ``<work_dir>/<stage>/<fingerprint>.json``."""
+    """JSON files of finished shards: ``<work_dir>/<stage>/<key>.json``, written atomically."""
 
     def __init__(self, work_dir: str | os.PathLike[str], stage: str) -> None:
         self.folder = Path(work_dir) / stage
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def path(self, fingerprint: str) -> Path:
-        """Where the result of the shard with this fingerprint lives."""
-        return self.folder / f"{fingerprint}.json"
+    def path(self, key: str) -> Path:
+        """Where the payload stored under ``key`` lives."""
+        return self.folder / f"{key}.json"
 
-    def load(self, fingerprint: str) -> StageResult | None:
-        """The stored result, or None if the shard has not finished (or its file is unreadable)."""
-        path = self.path(fingerprint)
+    def load(self, key: str) -> Any | None:
+        """The stored payload, or None if there is none (or its file is unreadable)."""
+        path = self.path(key)
         if not path.exists():
             return None
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            return StageResult(
-                records=[_record_from_dict(r) for r in raw["records"]],
-                rejections=[Rejection(**r) for r in raw["rejections"]],
-            )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable completion file %s (%s); redoing shard", path, exc)
             return None
 
-    def save(self, fingerprint: str, result: StageResult) -> Path:
-        """Store a finished shard's result atomically (temporary name, then rename)."""
-        path = self.path(fingerprint)
+    def save(self, key: str, payload: Any) -> Path:
+        """Store ``payload`` (JSON-able) under ``key`` (temporary name, then rename)."""
+        path = self.path(key)
         tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        payload = {
-            "records": [asdict(r) for r in result.records],
-            "rejections": [r.to_row() for r in result.rejections],
-        }
         tmp.write_text(json.dumps(payload), encoding="utf-8")
         os.replace(tmp, path)
         return path
@@ -260,7 +254,7 @@ def write_plans(shards: Sequence[Sequence[Record]], work_dir: str | os.PathLike[
     for stale in store.folder.glob("shard-*.json"):
         stale.unlink()
     return [
-        str(store.save(f"shard-{i:05d}", StageResult(records=list(shard))))
+        str(store.save(f"shard-{i:05d}", [asdict(r) for r in shard]))
         for i, shard in enumerate(shards)
     ]
 
@@ -268,10 +262,10 @@ def write_plans(shards: Sequence[Sequence[Record]], work_dir: str | os.PathLike[
 def read_plan(path: str | os.PathLike[str]) -> list[Record]:
     """The records of a shard written by :func:`write_plans`."""
     p = Path(path)
-    result = ShardStore(p.parent.parent, p.parent.name).load(p.stem)
-    if result is None:
+    raw = ShardStore(p.parent.parent, p.parent.name).load(p.stem)
+    if raw is None:
         raise FileNotFoundError(f"shard plan {p} is missing or unreadable")
-    return result.records
+    return [_record_from_dict(r) for r in raw]
 
 
 def _record_from_dict(raw: dict[str, Any]) -> Record:
@@ -296,19 +290,32 @@ class FaceSettings:
     #: Parts whose images are rejected by the single-face rule; other parts are only annotated.
     filter_parts: tuple[str, ...] = ("overall",)
 
+    @property
+    def min_score(self) -> float:
+        """Lowest confidence stored: the reference 0.5, or the threshold if it is lower."""
+        from hae_data.faces import DEFAULT_MIN_SCORE
+
+        return min(self.threshold, DEFAULT_MIN_SCORE)
+
+    def validate(self) -> None:
+        """Fail fast on settings that could only fail later, inside every detection task."""
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.batch_size < 1 or self.long_side < 32:
+            raise ValueError("batch_size must be >= 1 and long_side >= 32")
+        if self.min_face_size < 0:
+            raise ValueError(f"min_face_size must be >= 0 pixels, got {self.min_face_size}")
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise ValueError(f"weights file {self.weights!r} does not exist")
+
     def fingerprint_fields(self) -> dict[str, Any]:
-        """The settings that decide a shard's output (never the device or batch size)."""
+        """What decides the stored detections: never the rule applied to them (threshold, face
+        size, parts), nor the device or batch size, so changing those reuses every shard."""
         weights = None
         if self.weights is not None:
             st = os.stat(self.weights)
             weights = f"{Path(self.weights).name}:{st.st_size}:{st.st_mtime_ns}"
-        return {
-            "threshold": self.threshold,
-            "long_side": self.long_side,
-            "weights": weights,
-            "min_face_size": self.min_face_size,
-            "filter_parts": list(self.filter_parts),
-        }
+        return {"long_side": self.long_side, "weights": weights, "min_score": self.min_score}
 
 
 @dataclass
@@ -330,13 +337,20 @@ def _detector(settings: FaceSettings) -> Any:
     """One detector per process and settings: loading the network once, not once per shard."""
     from hae_data.faces import load_detector
 
-    key = (settings.device, settings.weights, settings.long_side, settings.batch_size)
+    key = (
+        settings.device,
+        settings.weights,
+        settings.long_side,
+        settings.batch_size,
+        settings.min_score,
+    )
     if key not in _DETECTORS:
         _DETECTORS[key] = load_detector(
             device=settings.device,
             weights=settings.weights,
             long_side=settings.long_side,
             batch_size=settings.batch_size,
+            min_score=settings.min_score,
         )
     return _DETECTORS[key]
 
@@ -344,28 +358,51 @@ def _detector(settings: FaceSettings) -> Any:
 def detect_shard(
     records: Sequence[Record], settings: FaceSettings, work_dir: str | os.PathLike[str]
 ) -> ShardOutcome:
-    """Run the face stage on one shard, or reuse its completion file from an earlier run."""
-    from hae_data.faces import filter_records
+    """Run the face stage on one shard, reusing its stored detections from an earlier run.
+
+    What is stored is each file's detection result (image id, size, every face, or why it
+    could not be decoded), keyed by file name; the single-face rule and the labels always come
+    from this run. So a corrected label file or another threshold never needs the detector.
+    """
+    from hae_data.faces import decide_records, detect_items
 
     store = ShardStore(work_dir, "faces")
     fingerprint = shard_fingerprint(records, settings.fingerprint_fields())
-    done = store.load(fingerprint)
-    if done is not None:
+    stored = store.load(fingerprint)
+    names = {r.file_name for r in records}
+    reused = isinstance(stored, dict) and set(stored) == names
+    if reused:
+        results = {name: _face_result_from_dict(raw) for name, raw in stored.items()}
         log.info("faces: shard %s... already done (%d records)", fingerprint[:12], len(records))
-        return ShardOutcome(result=done, reused=True, fingerprint=fingerprint)
-    with _DETECT_LOCK:
-        kept, rejected = filter_records(
-            records,
-            _detector(settings),
-            threshold=settings.threshold,
-            min_face_size=settings.min_face_size,
-            batch_size=settings.batch_size,
-            workers=settings.workers,
-            filter_parts=settings.filter_parts,  # type: ignore[arg-type]
-        )
-    result = StageResult(records=kept, rejections=rejected)
-    store.save(fingerprint, result)
-    return ShardOutcome(result=result, reused=False, fingerprint=fingerprint)
+    else:
+        with _DETECT_LOCK:
+            detected = detect_items(
+                records,
+                lambda r: r.image_path,
+                _detector(settings),
+                batch_size=settings.batch_size,
+                workers=settings.workers,
+            )
+            results = {rec.file_name: res for rec, res in detected}
+        store.save(fingerprint, {name: asdict(res) for name, res in results.items()})
+    kept, rejected = decide_records(
+        ((rec, results[rec.file_name]) for rec in records),
+        threshold=settings.threshold,
+        min_face_size=settings.min_face_size,
+        filter_parts=settings.filter_parts,  # type: ignore[arg-type]
+    )
+    return ShardOutcome(
+        result=StageResult(records=kept, rejections=rejected),
+        reused=reused,
+        fingerprint=fingerprint,
+    )
+
+
+def _face_result_from_dict(raw: dict[str, Any]) -> Any:
+    from hae_data.faces import FaceResult
+
+    faces = raw.pop("faces", None)
+    return FaceResult(**raw, faces=None if faces is None else [Face(**f) for f in faces])
 
 
 def drop_duplicates(records: Iterable[Record]) -> StageResult:
@@ -382,14 +419,8 @@ def drop_duplicates(records: Iterable[Record]) -> StageResult:
             result.records.append(rec)
             continue
         result.rejections.append(
-            Rejection(
-                source=rec.source,
-                file_name=rec.file_name,
-                image_path=rec.image_path,
-                image_id=rec.image_id,
-                reason="duplicate_image",
-                stage="dedupe",
-                detail=f"same bytes as {first.source}/{first.file_name}",
+            Rejection.from_record(
+                rec, "duplicate_image", "dedupe", f"same bytes as {first.source}/{first.file_name}"
             )
         )
     return result

@@ -96,6 +96,22 @@ class Rejection:
     detail: str = ""
     image_path: str | None = None
     image_id: str | None = None
+    #: Detections of an image the face rule rejected, so another rule can be applied later.
+    faces: list[Face] | None = None
+
+    @classmethod
+    def from_record(cls, record: Record, reason: str, stage: str, detail: str = "") -> Rejection:
+        """The rejection of ``record`` at ``stage``, carrying its path, id and detections."""
+        return cls(
+            source=record.source,
+            file_name=record.file_name,
+            reason=reason,
+            stage=stage,
+            detail=detail,
+            image_path=record.image_path,
+            image_id=record.image_id,
+            faces=record.faces,
+        )
 
     def to_row(self) -> dict[str, Any]:
         """The row written to ``rejected.parquet``."""
@@ -116,15 +132,17 @@ FEATURES = datasets.Features(
         "file_name": datasets.Value("string"),
         "part": datasets.Value("string"),
         "raw_score": datasets.Value("float64"),
-        "score": datasets.Value("float32"),
+        # float64: a float32 0.2 reads back as 0.2000000030, one level up from its exported
+        # level at every boundary (SPEC 2.5).
+        "score": datasets.Value("float64"),
         "level": datasets.Value("string"),
         "question": datasets.Value("string"),
         "answer": datasets.Value("string"),
-        "dimension_scores": datasets.Sequence(datasets.Value("float32"), length=N_DIMS),
+        "dimension_scores": datasets.Sequence(datasets.Value("float64"), length=N_DIMS),
         "dimension_levels": datasets.Sequence(datasets.Value("string"), length=N_DIMS),
-        "dimension_std": datasets.Sequence(datasets.Value("float32"), length=N_DIMS),
+        "dimension_std": datasets.Sequence(datasets.Value("float64"), length=N_DIMS),
         "rater_count": datasets.Value("int32"),
-        "score_std": datasets.Value("float32"),
+        "score_std": datasets.Value("float64"),
         "width": datasets.Value("int32"),
         "height": datasets.Value("int32"),
         "face_count": datasets.Value("int32"),
@@ -138,6 +156,8 @@ FEATURES = datasets.Features(
 #: the ``image`` column as an Image without being told.
 ARROW_SCHEMA: pa.Schema = FEATURES.arrow_schema
 
+_FACES_ARROW = FEATURES.arrow_schema.field("faces").type
+
 REJECTION_SCHEMA = pa.schema(
     [
         ("source", pa.string()),
@@ -147,6 +167,7 @@ REJECTION_SCHEMA = pa.schema(
         ("detail", pa.string()),
         ("image_path", pa.string()),
         ("image_id", pa.string()),
+        ("faces", _FACES_ARROW),
     ]
 )
 

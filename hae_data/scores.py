@@ -78,18 +78,8 @@ def normalise_by_source(records: Iterable[Record]) -> tuple[list[Record], list[R
             normed = minmax_normalise([r.raw_score for r in recs], source=source)
         except ValueError as exc:
             log.error("%s", exc)
-            rejected.extend(
-                Rejection(
-                    source=source,
-                    file_name=r.file_name,
-                    image_path=r.image_path,
-                    image_id=r.image_id,
-                    reason="constant_scores" if isinstance(exc, ConstantScoresError) else "nan",
-                    stage="normalise",
-                    detail=str(exc),
-                )
-                for r in recs
-            )
+            reason = "constant_scores" if isinstance(exc, ConstantScoresError) else "nan"
+            rejected.extend(Rejection.from_record(r, reason, "normalise", str(exc)) for r in recs)
             continue
         for rec, value in zip(recs, normed, strict=True):
             rec.score = float(value)

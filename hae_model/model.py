@@ -300,7 +300,11 @@ class HumanAesExpert(nn.Module):
         """``[B, H] -> [B, 5]`` next-token logits of the five level words (LM head rows only)."""
         head = self.lm_head()
         bias = head.bias[self.level_token_ids] if head.bias is not None else None
-        return F.linear(hidden, head.weight[self.level_token_ids], bias)
+        # float32 whatever the autocast: bf16 logits of size 16-32 are spaced 0.06-0.125 apart,
+        # which would quantise S_LM' before the five-way softmax.
+        with torch.autocast(hidden.device.type, enabled=False):
+            weight = head.weight[self.level_token_ids].float()
+            return F.linear(hidden.float(), weight, None if bias is None else bias.float())
 
     def _heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # The small heads run in float32 whatever the autocast around them: their outputs are

@@ -92,6 +92,9 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 4
     grad_accum: int = 4
+    #: When set, the samples per optimiser step over all ranks (the paper's recipe: 16);
+    #: ``grad_accum`` is then derived as ``global_batch / (batch_size * world)``.
+    global_batch: int | None = None
     lr: float = 1e-4
     weight_decay: float = 0.1
     warmup_ratio: float = 0.05
@@ -318,6 +321,29 @@ def train(cfg: TrainConfig) -> Path:
             dist.destroy_process_group()
 
 
+def resolve_grad_accum(cfg: TrainConfig, world: int) -> int:
+    """Micro-batches per optimiser step: from ``--global-batch`` when given (so the effective
+    batch stays the same on any number of GPUs), else ``--grad-accum`` as given."""
+    if cfg.global_batch is None:
+        if world > 1:
+            log.warning(
+                "effective batch is %d (batch %d x accumulation %d x %d ranks); pass "
+                "--global-batch 16 to keep the paper's recipe on any number of GPUs",
+                cfg.batch_size * cfg.grad_accum * world,
+                cfg.batch_size,
+                cfg.grad_accum,
+                world,
+            )
+        return cfg.grad_accum
+    per_step = cfg.batch_size * world
+    if cfg.global_batch < per_step or cfg.global_batch % per_step:
+        raise ValueError(
+            f"--global-batch {cfg.global_batch} is not a multiple of batch size "
+            f"{cfg.batch_size} x {world} rank(s)"
+        )
+    return cfg.global_batch // per_step
+
+
 def _train(cfg: TrainConfig, d: _Dist) -> Path:
     output = Path(cfg.output)
     if not cfg.resume and _latest_checkpoint(output) is not None:
@@ -325,6 +351,7 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
             f"{output / CHECKPOINTS} holds checkpoints of an earlier run: pass --resume to "
             "continue it, or choose another --output"
         )
+    cfg = dataclasses.replace(cfg, grad_accum=resolve_grad_accum(cfg, d.world))
     groups = list_row_groups(cfg.data, "train", cfg.parts)
     n_rows = count_rows(groups)
     global_batch = cfg.batch_size * cfg.grad_accum * d.world
@@ -661,6 +688,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--batch-size", type=int, default=d["batch_size"].default, help="per device")
     g.add_argument("--grad-accum", type=int, default=d["grad_accum"].default)
+    g.add_argument(
+        "--global-batch",
+        type=int,
+        default=None,
+        help="samples per optimiser step over all GPUs (sets --grad-accum); 16 in the paper",
+    )
     g.add_argument("--lr", type=float, default=d["lr"].default)
     g.add_argument("--weight-decay", type=float, default=d["weight_decay"].default)
     g.add_argument("--warmup-ratio", type=float, default=d["warmup_ratio"].default)

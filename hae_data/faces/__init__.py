@@ -35,6 +35,7 @@ from hae_data.faces.pipeline import (
     STAGE,
     FaceResult,
     FilterStats,
+    decide_records,
     detect_items,
     filter_records,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "count_faces",
     "cuda_available",
     "decide",
+    "decide_records",
     "detect_items",
     "filter_records",
     "load_detector",

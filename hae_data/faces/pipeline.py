@@ -29,6 +29,7 @@ __all__ = [
     "STAGE",
     "FaceResult",
     "FilterStats",
+    "decide_records",
     "default_workers",
     "detect_items",
     "filter_records",
@@ -191,15 +192,56 @@ def detect_items(
 
 
 def _rejection(record: Record, result: FaceResult, reason: str, detail: str) -> Rejection:
-    return Rejection(
-        source=record.source,
-        file_name=record.file_name,
-        reason=reason,
-        stage=STAGE,
-        detail=detail,
-        image_path=record.image_path,
-        image_id=result.image_id,
-    )
+    rej = Rejection.from_record(record, reason, STAGE, detail)
+    rej.image_id, rej.faces = result.image_id, result.faces
+    return rej
+
+
+def decide_records(
+    results: Iterable[tuple[Record, FaceResult]],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_face_size: float = 0.0,
+    filter_parts: Collection[Part] = ("overall",),
+    stats: FilterStats | None = None,
+    progress_seconds: float = 10.0,
+) -> tuple[list[Record], list[Rejection]]:
+    """Apply the single-face rule to detection results; every record comes back once.
+
+    Separate from the detection so stored results can be decided again under another rule
+    (``threshold``, ``min_face_size``) without running the detector.
+    """
+    stats = stats or FilterStats()
+    kept: list[Record] = []
+    rejections: list[Rejection] = []
+    last_log = time.perf_counter()
+    for record, result in results:
+        stats.done += 1
+        if not result.decoded:
+            assert result.reason is not None
+            rejections.append(_rejection(record, result, result.reason, result.detail))
+            stats.reasons[result.reason] += 1
+        else:
+            record.image_id = result.image_id
+            record.width, record.height = result.width, result.height
+            record.faces = result.faces
+            faces = result.faces or []
+            reason = None
+            if record.part in filter_parts:
+                reason = decide(faces, threshold=threshold, min_face_size=min_face_size)
+            if reason is None:
+                kept.append(record)
+                stats.kept += 1
+            else:
+                n = count_faces(faces, threshold)
+                detail = f"{n} face(s) with score >= {threshold}"
+                rejections.append(_rejection(record, result, reason, detail))
+                stats.reasons[reason] += 1
+        now = time.perf_counter()
+        if now - last_log >= progress_seconds:
+            last_log = now
+            log.info("faces: %s", stats.progress())
+    return kept, rejections
 
 
 def filter_records(
@@ -231,14 +273,8 @@ def filter_records(
             f"detector.min_score {detector.min_score} > threshold {threshold}: faces between "
             "them would be missing from the decision and from the export"
         )
-    if isinstance(records, Sequence):
-        total: int | None = len(records)
-    else:
-        total = None
+    total = len(records) if isinstance(records, Sequence) else None
     stats = FilterStats(total=total)
-    kept: list[Record] = []
-    rejections: list[Rejection] = []
-    last_log = time.perf_counter()
     results = detect_items(
         records,
         lambda r: r.image_path,
@@ -247,33 +283,13 @@ def filter_records(
         workers=workers,
         max_pixels=max_pixels,
     )
-    for record, result in results:
-        stats.done += 1
-        if not result.decoded:
-            assert result.reason is not None
-            rejections.append(_rejection(record, result, result.reason, result.detail))
-            stats.reasons[result.reason] += 1
-        else:
-            record.image_id = result.image_id
-            record.width, record.height = result.width, result.height
-            record.faces = result.faces
-            faces = result.faces or []
-            reason = None
-            if record.part in filter_parts:
-                reason = decide(faces, threshold=threshold, min_face_size=min_face_size)
-            if reason is None:
-                kept.append(record)
-                stats.kept += 1
-            else:
-                n = count_faces(faces, threshold)
-                detail = f"{n} face(s) with score >= {threshold}" + (
-                    f" (scores {[f.score for f in faces[:5]]})" if faces else ""
-                )
-                rejections.append(_rejection(record, result, reason, detail))
-                stats.reasons[reason] += 1
-        now = time.perf_counter()
-        if now - last_log >= progress_seconds:
-            last_log = now
-            log.info("faces: %s", stats.progress())
+    kept, rejections = decide_records(
+        results,
+        threshold=threshold,
+        min_face_size=min_face_size,
+        filter_parts=filter_parts,
+        stats=stats,
+        progress_seconds=progress_seconds,
+    )
     log.info("faces done: %s", stats.summary())
     return kept, rejections

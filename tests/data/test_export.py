@@ -239,3 +239,57 @@ def test_extra_files_are_copied(tmp_path):
         4,
         4,
     )
+
+
+def test_image_changed_after_detection_is_rejected_not_exported(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=8, n_fine=4)
+    victim = next(r for r in recs if r.part == "overall")
+    Image.new("RGB", (48, 32), "green").save(victim.image_path)
+    summary = export_dataset(recs, [], tmp_path / "out")
+    assert summary.total_rows == len(recs) - 1
+    [rej] = pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
+    assert (rej["file_name"], rej["reason"]) == (victim.file_name, "changed_since_detection")
+
+
+def test_rejections_keep_their_detections(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=6, n_fine=4)
+    face = Face(box=[1.0, 2.0, 3.0, 4.0], score=0.97, landmarks=[0.0] * 10)
+    rej = Rejection(
+        source="ava", file_name="g.jpg", reason="multi_face", stage="faces", faces=[face, face]
+    )
+    export_dataset(recs, [rej], tmp_path / "out")
+    [row] = pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
+    assert [f["score"] for f in row["faces"]] == pytest.approx([0.97, 0.97])
+
+
+def test_level_boundaries_survive_the_round_trip(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=10, n_fine=6)
+    for rec, value in zip(
+        [r for r in recs if r.part == "fine_grained"], [0.2, 0.4, 0.6, 0.8], strict=False
+    ):
+        rec.dimension_scores = [value] * 12
+        rec.score = value
+        apply_levels(rec)
+    export_dataset(recs, [], tmp_path / "out")
+    from hae_data.levels import score_to_level
+
+    for split in ("train", "test"):
+        for row in load(tmp_path / "out", "fine_grained", split):
+            assert score_to_level(row["score"]) == row["level"]
+            assert [score_to_level(v) for v in row["dimension_scores"]] == row["dimension_levels"]
+
+
+def test_row_groups_never_outgrow_a_small_shard(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=30, n_fine=0, size=(64, 64))
+    summary = export_dataset(recs, [], tmp_path / "out", shard_max_bytes=40_000)
+    for rel in summary.shards["overall"]["train"]:
+        meta = pq.ParquetFile(tmp_path / "out" / rel).metadata
+        assert all(meta.row_group(g).total_byte_size < 40_000 for g in range(meta.num_row_groups))
+
+
+def test_stale_staging_folder_of_a_killed_export_is_removed(tmp_path):
+    stale = tmp_path / ".out.staging-deadbeef"
+    (stale / "data").mkdir(parents=True)
+    recs, _ = make_records(tmp_path / "img", n_overall=6, n_fine=4)
+    export_dataset(recs, [], tmp_path / "out")
+    assert not stale.exists()

@@ -3,8 +3,9 @@ import os
 import pytest
 
 from hae_data.pipeline import (
+    FaceSettings,
     ShardStore,
-    StageResult,
+    detect_shard,
     drop_duplicates,
     finalise,
     plan_shards,
@@ -12,7 +13,7 @@ from hae_data.pipeline import (
     shard_fingerprint,
     write_plans,
 )
-from hae_data.records import Face, Record, Rejection
+from hae_data.records import Record
 from tests.data.test_export import make_records
 
 
@@ -53,24 +54,67 @@ def test_fingerprint_follows_files_and_settings(tmp_path):
 
 def test_shard_store_round_trip_and_corrupt_file(tmp_path):
     store = ShardStore(tmp_path / "work", "faces")
-    rec = Record(
-        source="ava",
-        file_name="a.jpg",
-        image_path="/x/a.jpg",
-        image_id="abc",
-        width=10,
-        height=20,
-        raw_score=3.5,
-        metadata={"tags": [1, 2]},
-        faces=[Face(box=[1, 2, 3, 4], score=0.95, landmarks=list(range(10)))],
-    )
-    rej = Rejection(source="ava", file_name="b.jpg", reason="no_face", stage="faces")
+    payload = {"a.jpg": {"image_id": "abc", "faces": [{"score": 0.9}]}}
     assert store.load("f" * 64) is None
-    store.save("f" * 64, StageResult([rec], [rej]))
-    back = store.load("f" * 64)
-    assert back.records == [rec] and back.rejections == [rej]
+    store.save("f" * 64, payload)
+    assert store.load("f" * 64) == payload
+    assert not list(store.folder.glob("*.tmp-*"))
     store.path("e" * 64).write_text("{not json")
     assert store.load("e" * 64) is None
+
+
+PHOTOS = {"one.jpg": ("keep", 0), "group.jpg": ("multi_face", 0), "none.jpg": ("no_face", 0)}
+
+
+def _write_photos(folder):
+    from hae_data.demo import demo_photos
+
+    photos = demo_photos()
+    for name, (kind, i) in PHOTOS.items():
+        (folder / name).write_bytes(photos[kind][i].data)
+
+
+def _photo_records(folder):
+    """Fresh records over the photos, as a new run's loader would give (files untouched)."""
+    return [
+        Record(source="ava", file_name=name, image_path=str(folder / name), raw_score=5.0)
+        for name in PHOTOS
+    ]
+
+
+def test_detect_shard_reuses_detections_but_not_labels_or_rule(tmp_path):
+    settings = FaceSettings(device="cpu")
+    _write_photos(tmp_path)
+    first = detect_shard(_photo_records(tmp_path), settings, tmp_path / "work")
+    assert not first.reused
+    assert [r.file_name for r in first.result.records] == ["one.jpg"]
+    reasons = {r.file_name: r.reason for r in first.result.rejections}
+    assert reasons == {"group.jpg": "multi_face", "none.jpg": "no_face"}
+    group = next(r for r in first.result.rejections if r.file_name == "group.jpg")
+    assert len([f for f in group.faces if f.score >= 0.9]) >= 2  # detections kept for later
+
+    fresh = _photo_records(tmp_path)
+    for rec in fresh:
+        rec.raw_score = 7.5  # a corrected label file
+    again = detect_shard(fresh, settings, tmp_path / "work")
+    assert again.reused and again.fingerprint == first.fingerprint
+    assert again.result.records[0].raw_score == 7.5
+    assert again.result.records[0].faces == first.result.records[0].faces
+
+    strict = detect_shard(
+        _photo_records(tmp_path), FaceSettings(device="cpu", threshold=0.99999), tmp_path / "work"
+    )
+    assert strict.reused  # another rule, same stored detections
+    assert {r.file_name for r in strict.result.rejections} >= {"group.jpg", "none.jpg"}
+
+
+def test_face_settings_fail_fast(tmp_path):
+    with pytest.raises(ValueError, match="threshold"):
+        FaceSettings(threshold=1.5).validate()
+    with pytest.raises(ValueError, match="does not exist"):
+        FaceSettings(weights=str(tmp_path / "nope.pth")).validate()
+    assert FaceSettings(threshold=0.3).min_score == 0.3
+    assert FaceSettings().min_score == 0.5
 
 
 def test_drop_duplicates_keeps_the_first_and_names_it(tmp_path):

@@ -311,3 +311,14 @@ def test_compiled_backbone_with_gradient_checkpointing(tiny_dir, small_export, t
     )
     report = evaluate(out, small_export, split="test", text=False, num_workers=0)
     assert report["total"]["n"] > 0
+
+
+def test_global_batch_sets_accumulation_for_any_number_of_ranks():
+    from hae_model.train import TrainConfig, resolve_grad_accum
+
+    cfg = TrainConfig(data="d", base="b", output="o", batch_size=2, global_batch=16)
+    assert resolve_grad_accum(cfg, 1) == 8
+    assert resolve_grad_accum(cfg, 8) == 1
+    with pytest.raises(ValueError, match="global-batch"):
+        resolve_grad_accum(cfg, 3)
+    assert resolve_grad_accum(TrainConfig(data="d", base="b", output="o", grad_accum=3), 2) == 3
