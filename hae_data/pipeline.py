@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hae_data.hashing import unit_hash
 from hae_data.qa import make_qa
 from hae_data.records import Face, Record, Rejection
 from hae_data.scores import apply_levels, normalise_by_source
@@ -181,17 +182,29 @@ def load_source(
 
 
 def plan_shards(records: Sequence[Record], shard_size: int) -> list[list[Record]]:
-    """Cut records into shards of at most ``shard_size``, never mixing sources, in file order
-    (so adding images to one source leaves the other sources' shards and fingerprints alone)."""
+    """Cut records into shards of about ``shard_size`` (at most 4x), never mixing sources.
+
+    Boundaries are content-defined: within a source, in file-name order, a shard ends after a
+    file whose name hashes below ``1 / shard_size``. Adding or removing a file therefore
+    changes only the shard it falls in (and its fingerprint), not every shard after it, so a
+    grown dataset re-detects a shard, not the rest of the source.
+    """
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     by_source: dict[str, list[Record]] = {}
     for rec in records:
         by_source.setdefault(rec.source, []).append(rec)
-    shards = []
+    cut, cap = 1.0 / shard_size, 4 * shard_size
+    shards: list[list[Record]] = []
     for source in sorted(by_source):
-        recs = sorted(by_source[source], key=lambda r: r.file_name)
-        shards.extend(recs[i : i + shard_size] for i in range(0, len(recs), shard_size))
+        current: list[Record] = []
+        for rec in sorted(by_source[source], key=lambda r: r.file_name):
+            current.append(rec)
+            if unit_hash(rec.file_name, "shard") < cut or len(current) >= cap:
+                shards.append(current)
+                current = []
+        if current:
+            shards.append(current)
     return shards
 
 

@@ -26,18 +26,29 @@ def _recs(tmp_path, n=7, source="ava"):
     return out
 
 
-def test_plan_shards_cuts_per_source_in_file_order(tmp_path):
-    recs = _recs(tmp_path, 5, "baid") + _recs(tmp_path, 3, "ava")
-    shards = plan_shards(list(reversed(recs)), 2)
-    assert [[r.file_name for r in s] for s in shards] == [
-        ["ava-0.jpg", "ava-1.jpg"],
-        ["ava-2.jpg"],
-        ["baid-0.jpg", "baid-1.jpg"],
-        ["baid-2.jpg", "baid-3.jpg"],
-        ["baid-4.jpg"],
-    ]
+def test_plan_shards_keeps_sources_apart_in_file_order(tmp_path):
+    recs = _recs(tmp_path, 50, "baid") + _recs(tmp_path, 30, "ava")
+    shards = plan_shards(list(reversed(recs)), 5)
+    assert all(len({r.source for r in s}) == 1 for s in shards)
+    assert all(1 <= len(s) <= 20 for s in shards)
+    flat = [r.file_name for s in shards for r in s]
+    assert flat == sorted(r.file_name for r in recs if r.source == "ava") + sorted(
+        r.file_name for r in recs if r.source == "baid"
+    )
+    assert 6 <= len(shards) <= 40  # about 80 / 5
+    assert [len(s) for s in plan_shards(recs[:1], 1)] == [1]
     with pytest.raises(ValueError):
         plan_shards(recs, 0)
+
+
+def test_adding_a_file_changes_one_shard_only(tmp_path):
+    recs = _recs(tmp_path, 200)
+    before = [[r.file_name for r in s] for s in plan_shards(recs, 10)]
+    extra = Record(source="ava", file_name="ava-0000.jpg", image_path="x", raw_score=1.0)
+    after = [[r.file_name for r in s] for s in plan_shards([extra, *recs], 10)]
+    changed = [s for s in after if s not in before]
+    assert len(changed) == 1 and "ava-0000.jpg" in changed[0]
+    assert len(after) == len(before)
 
 
 def test_fingerprint_follows_files_and_settings(tmp_path):
@@ -169,10 +180,10 @@ def test_finalise_runs_every_scoring_stage(tmp_path):
 
 def test_shard_plans_round_trip_and_replace_stale_ones(tmp_path):
     recs = _recs(tmp_path, 5)
-    paths = write_plans(plan_shards(recs, 2), tmp_path / "work")
+    paths = write_plans([recs[:2], recs[2:4], recs[4:]], tmp_path / "work")
     assert len(paths) == 3
     assert [r.file_name for p in paths for r in read_plan(p)] == [r.file_name for r in recs]
-    assert len(write_plans(plan_shards(recs, 5), tmp_path / "work")) == 1
+    assert len(write_plans([recs], tmp_path / "work")) == 1
     assert len(list((tmp_path / "work" / "plans").glob("*.json"))) == 1
     with pytest.raises(FileNotFoundError):
         read_plan(paths[2])
