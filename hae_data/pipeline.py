@@ -78,6 +78,16 @@ class BuildSpec:
 
         if not self.sources:
             raise ValueError("no sources given: name at least one source and its root folder")
+        from hae_data.sources import TRAINING_SOURCES
+
+        raw = sorted(set(self.sources) & set(TRAINING_SOURCES))
+        if "humanbeauty_release" in self.sources and raw:
+            # The release's rows carry their original source's name with scores already in
+            # [0,1]: normalised together with the raw loader's 1-10 scores they would be wrong.
+            raise ValueError(
+                f"humanbeauty_release cannot be built together with the raw sources {raw}: "
+                "its rows already carry those sources' normalised scores"
+            )
         for name, (root, options) in self.sources.items():
             if name not in SOURCES:
                 raise ValueError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")

@@ -187,3 +187,16 @@ def test_shard_plans_round_trip_and_replace_stale_ones(tmp_path):
     assert len(list((tmp_path / "work" / "plans").glob("*.json"))) == 1
     with pytest.raises(FileNotFoundError):
         read_plan(paths[2])
+
+
+def test_build_spec_refuses_mixing_the_release_with_raw_sources(tmp_path):
+    from hae_data.pipeline import read_build_spec
+
+    with pytest.raises(ValueError, match="cannot be built together"):
+        read_build_spec(sources={"humanbeauty_release": str(tmp_path), "ava": str(tmp_path)})
+    with pytest.raises(ValueError, match="unknown source"):
+        read_build_spec(sources={"nope": str(tmp_path)})
+    with pytest.raises(ValueError, match="unknown option"):
+        read_build_spec(sources={"ava": {"root": str(tmp_path), "options": {"bogus": 1}}})
+    spec = read_build_spec(sources={"scut_fbp5500": str(tmp_path)}, min_raters=5)
+    assert spec.sources["scut_fbp5500"] == (str(tmp_path), {"min_raters": 5})
