@@ -42,19 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hae_model.data import collate_train
 from hae_model.model import HumanAesExpert
+from hae_model.train import MODEL_INPUTS
 
 SHAPES = ("tiny", "internvl2-1b")
-_MODEL_KEYS = (
-    "input_ids",
-    "attention_mask",
-    "pixel_values",
-    "head_pos",
-    "labels",
-    "level_pos",
-    "is_overall",
-    "score",
-    "dimension_scores",
-)
 
 
 def internvl2_1b_config(image_token_id: int):
@@ -213,7 +203,7 @@ def encode_rate(encoder, args: argparse.Namespace, n: int = 16) -> float:
 
 def step_fns(model, bare, batch, device, amp, clip=1.0):
     """One optimiser step per variant, on tensors already on ``device``."""
-    inputs = {k: batch[k].to(device) for k in _MODEL_KEYS}
+    inputs = {k: batch[k].to(device) for k in MODEL_INPUTS}
     bare_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "pixel_values")}
     bare_inputs["labels"] = inputs["labels"]
 

@@ -27,8 +27,8 @@ from hae_data.levels import score_to_level
 from hae_data.records import PARTS
 from hae_model.data import SPLITS, list_row_groups
 from hae_model.inference import (
-    PRECISIONS,
     ScoredImage,
+    add_inference_args,
     autocast,
     autocast_dtype,
     inference_loader,
@@ -268,13 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU"
-    )
-    parser.add_argument("--no-text", action="store_true", help="skip generating text answers")
-    parser.add_argument("--max-tiles", type=int, default=None, help="default: the model's")
-    parser.add_argument("--base", default=None, help="backbone location if it moved")
+    add_inference_args(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

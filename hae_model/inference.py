@@ -5,6 +5,7 @@ Shared by stage 2 of training (caching the three head scores), ``evaluate`` and 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import time
@@ -23,6 +24,7 @@ from hae_model.model import HumanAesExpert
 __all__ = [
     "PRECISIONS",
     "ScoredImage",
+    "add_inference_args",
     "autocast",
     "autocast_dtype",
     "inference_loader",
@@ -49,6 +51,17 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def add_inference_args(parser: argparse.ArgumentParser) -> None:
+    """The options every command that runs a trained model shares (evaluate, score)."""
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU"
+    )
+    parser.add_argument("--no-text", action="store_true", help="skip generating text answers")
+    parser.add_argument("--max-tiles", type=int, default=None, help="default: the model's")
+    parser.add_argument("--base", default=None, help="backbone location if it moved")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -24,7 +24,7 @@ from annotation_schema import load_standard
 from hae_data.images import ImageDecodeError, read_image
 from hae_model.data import collate_inference
 from hae_model.inference import (
-    PRECISIONS,
+    add_inference_args,
     autocast,
     autocast_dtype,
     levels_of,
@@ -119,13 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU"
-    )
-    parser.add_argument("--no-text", action="store_true", help="skip generating text answers")
-    parser.add_argument("--max-tiles", type=int, default=None, help="default: the model's")
-    parser.add_argument("--base", default=None, help="backbone location if it moved")
+    add_inference_args(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.batch_size < 1:

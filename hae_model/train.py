@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 # Tensors of a training batch that HumanAesExpert.forward takes.
-_MODEL_INPUTS = (
+MODEL_INPUTS = (
     "input_ids",
     "attention_mask",
     "pixel_values",
@@ -512,7 +512,7 @@ def _stage1(
         for micro in range(cfg.grad_accum):
             batch = next(batches)
             inputs = {
-                k: batch[k].to(d.device, non_blocking=True) for k in _MODEL_INPUTS if k in batch
+                k: batch[k].to(d.device, non_blocking=True) for k in MODEL_INPUTS if k in batch
             }
             sync = micro == cfg.grad_accum - 1
             ctx = ddp.no_sync() if (d.world > 1 and not sync) else contextlib.nullcontext()
