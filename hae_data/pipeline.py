@@ -72,8 +72,6 @@ class BuildSpec:
 
     def validate(self) -> None:
         """Fail fast, before any work, on unknown names, bad options or missing folders."""
-        import inspect
-
         from hae_data.sources import SOURCES
 
         if not self.sources:
@@ -93,13 +91,20 @@ class BuildSpec:
                 raise ValueError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
             if not Path(root).is_dir():
                 raise ValueError(f"source {name!r}: root folder {root!r} does not exist")
-            allowed = set(inspect.signature(SOURCES[name].__init__).parameters) - {"self", "root"}
+            allowed = _loader_options(SOURCES[name])
             unknown = set(options) - allowed
             if unknown:
                 raise ValueError(
                     f"source {name!r}: unknown option(s) {sorted(unknown)}; "
                     f"allowed: {sorted(allowed) or 'none'}"
                 )
+
+
+def _loader_options(cls: type) -> set[str]:
+    """The keyword options a source loader's constructor takes (besides its root)."""
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters) - {"self", "root"}
 
 
 def read_build_spec(
@@ -116,8 +121,6 @@ def read_build_spec(
     ``min_raters`` is passed to every loader that takes it. Raises ``ValueError`` with a clear
     message on anything malformed.
     """
-    import inspect
-
     import yaml
 
     from hae_data.sources import SOURCES
@@ -154,11 +157,7 @@ def read_build_spec(
                 f"source {name!r}: expected a folder or {{root: ..., options: ...}}, got {entry!r}"
             )
         cls = SOURCES.get(name)
-        if (
-            min_raters is not None
-            and cls is not None
-            and "min_raters" in inspect.signature(cls.__init__).parameters
-        ):
+        if min_raters is not None and cls is not None and "min_raters" in _loader_options(cls):
             options.setdefault("min_raters", min_raters)
         specs[name] = (root, options)
     spec = BuildSpec(sources=specs)

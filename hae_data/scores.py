@@ -25,6 +25,7 @@ __all__ = [
     "MosResult",
     "aggregate_mos",
     "apply_levels",
+    "check_min_raters",
     "minmax_normalise",
     "normalise_by_source",
 ]
@@ -97,6 +98,13 @@ def apply_levels(record: Record) -> Record:
     return record
 
 
+def check_min_raters(min_raters: int) -> int:
+    """``min_raters`` if it is at least 1; a ``ValueError`` naming it otherwise."""
+    if min_raters < 1:
+        raise ValueError(f"min_raters must be >= 1, got {min_raters}")
+    return min_raters
+
+
 @dataclass(frozen=True)
 class MosResult:
     """Per-image MOS: ``table`` is indexed by image with, per column ``c``, ``c`` (mean) and
@@ -124,8 +132,7 @@ def aggregate_mos(
     twice (``duplicate_rating``: all copies go, since neither can be trusted). An image left with
     fewer than ``min_raters`` valid ratings is rejected as ``too_few_raters``.
     """
-    if min_raters < 1:
-        raise ValueError(f"min_raters must be >= 1, got {min_raters}")
+    check_min_raters(min_raters)
     missing = [c for c in (image_col, rater_col, *columns) if c not in ratings.columns]
     if missing:
         raise KeyError(f"rating table lacks column(s) {missing}; has {list(ratings.columns)}")

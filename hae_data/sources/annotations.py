@@ -48,7 +48,7 @@ import pandas as pd
 
 from annotation_schema import load_standard, validate_annotation_row
 from hae_data.records import Record, Rejection
-from hae_data.scores import aggregate_mos
+from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import DirectoryIndex, Source, SourceFormatError, relpath
 from hae_data.sources.catalog import CATALOG
 
@@ -73,9 +73,7 @@ class AnnotationSource(Source):
         images_dir: str | None = None,
     ) -> None:
         super().__init__(root)
-        if min_raters < 1:
-            raise ValueError(f"min_raters must be >= 1, got {min_raters}")
-        self.min_raters = min_raters
+        self.min_raters = check_min_raters(min_raters)
         self.keys = load_standard().keys
         self.files = self._annotation_files(annotations)
         self.images = self._images_dir(images_dir, ["images"])

@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from hae_data.records import Record, Rejection
-from hae_data.scores import aggregate_mos
+from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     CsvLabels,
     DirectoryIndex,
@@ -100,9 +100,7 @@ class LapisSource(Source):
         scale: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(root)
-        if min_raters < 1:
-            raise ValueError(f"min_raters must be >= 1, got {min_raters}")
-        self.min_raters = min_raters
+        self.min_raters = check_min_raters(min_raters)
         self.scale = tuple(scale) if scale is not None else self.info.scale
         candidates = (
             [self.root / ratings_file] if ratings_file else sorted(self.root.rglob("*.csv"))

@@ -47,7 +47,7 @@ from pathlib import Path
 import pandas as pd
 
 from hae_data.records import Record, Rejection
-from hae_data.scores import aggregate_mos
+from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     IMAGE_EXTENSIONS,
     Source,
@@ -87,9 +87,7 @@ class MebeautySource(Source):
         ratings_file: str = "scores/generic_scores_all_2022.xlsx",
     ) -> None:
         super().__init__(root)
-        if min_raters < 1:
-            raise ValueError(f"min_raters must be >= 1, got {min_raters}")
-        self.min_raters = min_raters
+        self.min_raters = check_min_raters(min_raters)
         self.ratings_file = self._find([ratings_file], what=f"per-rater workbook {ratings_file}")
         self.images = self.root / "images"
         if not self.images.is_dir():

@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from hae_data.records import Record, Rejection
-from hae_data.scores import aggregate_mos
+from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     DirectoryIndex,
     Source,
@@ -98,9 +98,7 @@ class ScutFbp5500Source(Source):
         sheet: str | None = None,
     ) -> None:
         super().__init__(root)
-        if min_raters < 1:
-            raise ValueError(f"min_raters must be >= 1, got {min_raters}")
-        self.min_raters = min_raters
+        self.min_raters = check_min_raters(min_raters)
         self.sheet = sheet
         self.ratings_file = self._find(
             ["All_Ratings.xlsx", "train_test_files/All_Ratings.xlsx"], what="All_Ratings.xlsx"
