@@ -25,6 +25,8 @@ from hae_data import pipeline
 from hae_data.export import (
     DEFAULT_ROW_GROUP_MAX_BYTES,
     DEFAULT_SHARD_MAX_BYTES,
+    format_range,
+    format_reasons,
     summary_markdown,
     summary_rows,
 )
@@ -271,12 +273,8 @@ def _artifacts(stats: dict[str, Any], table: str, out: Path) -> None:
             "raw": r["raw"],
             "kept": r["kept"],
             "rejected": r["rejected"],
-            "rejected by reason": ", ".join(
-                f"{k}: {v}" for k, v in r["rejected_by_reason"].items()
-            ),
-            "raw score range": "-"
-            if r["raw_score_range"] is None
-            else f"{r['raw_score_range'][0]:.4g} - {r['raw_score_range'][1]:.4g}",
+            "rejected by reason": format_reasons(r["rejected_by_reason"]),
+            "raw score range": format_range(*(r["raw_score_range"] or (None, None))),
         }
         for r in summary_rows(stats)
     ]

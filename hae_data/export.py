@@ -54,6 +54,8 @@ __all__ = [
     "SPLITS",
     "ExportSummary",
     "export_dataset",
+    "format_range",
+    "format_reasons",
     "summary_markdown",
     "summary_rows",
     "write_rejections",
@@ -399,6 +401,16 @@ def summary_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def format_range(lo: float | None, hi: float | None) -> str:
+    """``lo - hi`` with 4 significant digits, or ``-`` when the source kept no score."""
+    return "-" if lo is None or hi is None else f"{lo:.4g} - {hi:.4g}"
+
+
+def format_reasons(reasons: Mapping[str, int]) -> str:
+    """``reason: count`` pairs for a table cell (empty when nothing was rejected)."""
+    return ", ".join(f"{k}: {v}" for k, v in reasons.items())
+
+
 def summary_markdown(stats: Mapping[str, Any]) -> str:
     """The per-source table as Markdown (what the flow prints and saves as ``stats.md``)."""
     lines = [
@@ -406,9 +418,8 @@ def summary_markdown(stats: Mapping[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in summary_rows(stats):
-        reasons = ", ".join(f"{k}: {v}" for k, v in row["rejected_by_reason"].items()) or "-"
-        rng = row["raw_score_range"]
-        rng_text = "-" if rng is None else f"{rng[0]:.4g} - {rng[1]:.4g}"
+        reasons = format_reasons(row["rejected_by_reason"]) or "-"
+        rng_text = format_range(*(row["raw_score_range"] or (None, None)))
         lines.append(
             f"| {row['title']} | {row['raw']} | {row['kept']} | {row['train']} | {row['test']} "
             f"| {row['rejected']} | {reasons} | {rng_text} |"
@@ -504,11 +515,7 @@ def _card(
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for s in src.values():
-        rng = (
-            f"{s['raw_score_min']:.4g} - {s['raw_score_max']:.4g}"
-            if s["raw_score_min"] is not None
-            else "-"
-        )
+        rng = format_range(s["raw_score_min"], s["raw_score_max"])
         lines.append(
             f"| {s['title']} | {s['part'] or '-'} | {s['kept']} | {s['train']} | {s['test']} "
             f"| {s['quick']} | {rng} | {s['rejected_total']} |"
