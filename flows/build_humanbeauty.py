@@ -25,11 +25,14 @@ from hae_data import pipeline
 from hae_data.export import (
     DEFAULT_ROW_GROUP_MAX_BYTES,
     DEFAULT_SHARD_MAX_BYTES,
+    EmptyExportError,
     format_range,
     format_reasons,
     summary_markdown,
     summary_rows,
 )
+from hae_data.hub import HubPushError
+from hae_data.outdir import BuildRefusedError, ExportFolder, check_not_overlapping
 from hae_data.pipeline import BuildSpec, FaceSettings, ShardOutcome, StageResult
 from hae_data.report import export_with_report
 from hae_data.split import DEFAULT_QUICK_PER_SOURCE, DEFAULT_TEST_FRACTION
@@ -68,7 +71,13 @@ def finalise_task(records: list, test_fraction: float, quick_per_source: int) ->
 
 @task(name="export", cache_policy=NO_CACHE)
 def export_task(
-    records: list, rejections: list, output_dir: str, shard_max_mb: int, row_group_max_mb: int
+    records: list,
+    rejections: list,
+    output_dir: str,
+    shard_max_mb: int,
+    row_group_max_mb: int,
+    expected_sources: list[str],
+    allow_empty: bool,
 ) -> dict[str, Any]:
     """Parquet shards, card, stats, rejections and plots."""
     summary = export_with_report(
@@ -77,16 +86,35 @@ def export_task(
         output_dir,
         shard_max_bytes=shard_max_mb * MB,
         row_group_max_bytes=row_group_max_mb * MB,
+        expected_sources=expected_sources,
+        allow_empty=allow_empty,
     )
     return {"stats": summary.stats, "rows": summary.rows, "shards": summary.shards}
 
 
-@task(name="push-to-hub", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[30, 120])
+def _retry_push(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a push only when trying again can help (HubPushError.transient): a 401, a bad
+    repository id or a missing token fail at once instead of after minutes of retries."""
+    from hae_data.hub import HubPushError
+
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, HubPushError) and exc.transient
+
+
+# The retry layer of the push: the library tries once per call (max_retries=0), Prefect retries
+# transient failures with backoff; huggingface_hub's own per-request backoff sits below both.
+@task(
+    name="push-to-hub",
+    cache_policy=NO_CACHE,
+    retries=4,
+    retry_delay_seconds=[10, 30, 120, 300],
+    retry_condition_fn=_retry_push,
+)
 def push_task(output_dir: str, repo_id: str, private: bool) -> str:
     """Upload the export as a dataset repository (the only network step, hence the retries)."""
     from hae_data.hub import push_to_hub
 
-    return push_to_hub(output_dir, repo_id, private=private)
+    return push_to_hub(output_dir, repo_id, private=private, max_retries=0)
 
 
 def _task_runner(kind: str, dask_address: str | None, dask_workers: int) -> Any:
@@ -140,6 +168,7 @@ def build_humanbeauty(
     task_runner: Literal["threads", "dask"] = "threads",
     dask_address: str | None = None,
     dask_workers: int = 2,
+    allow_empty: bool = False,
 ) -> dict[str, Any]:
     """Build HumanBeauty from raw sources into ``output_dir``.
 
@@ -170,10 +199,34 @@ def build_humanbeauty(
         dask_address: scheduler address of an existing Dask cluster (``tcp://host:8786``);
             default: a local cluster of ``dask_workers`` processes.
         dask_workers: workers of the local Dask cluster.
+        allow_empty: export even when the build keeps no image, or none of a source (by
+            default that fails and leaves the previous export as it was).
 
-    With no sources at all, the embedded demo is written to ``out/demo-sources`` and built.
+    Every option is checked before any work. The output folder must not overlap a source
+    folder and must be new, empty or a previous export; one build at a time holds it (and the
+    work folder). With no sources at all, the embedded demo is written to ``out/demo-sources``
+    and built.
     """
     log = get_run_logger()
+    pipeline.check_build_options(
+        shard_size=shard_size,
+        test_fraction=test_fraction,
+        quick_per_source=quick_per_source,
+        shard_max_mb=shard_max_mb,
+        row_group_max_mb=row_group_max_mb,
+        task_runner=task_runner,
+        dask_workers=dask_workers,
+        hub_repo_id=hub_repo_id,
+    )
+    settings = FaceSettings(
+        device=device,
+        batch_size=batch_size,
+        threshold=threshold,
+        long_side=long_side,
+        weights=weights,
+        min_face_size=min_face_size,
+    )
+    settings.validate(local=task_runner == "threads")
     out = Path(output_dir)
     work = Path(work_dir) if work_dir else out / "_work"
     if sources is None and sources_config is None and annotations is None:
@@ -185,20 +238,45 @@ def build_humanbeauty(
     spec: BuildSpec = pipeline.read_build_spec(
         sources_config, sources=sources, annotations=annotations, min_raters=min_raters
     )
-    if task_runner not in ("threads", "dask"):
-        raise ValueError(f"task_runner must be 'threads' or 'dask', got {task_runner!r}")
-    if shard_size < 1 or batch_size < 1:
-        raise ValueError("shard_size and batch_size must be >= 1")
-    settings = FaceSettings(
-        device=device,
-        batch_size=batch_size,
-        threshold=threshold,
-        long_side=long_side,
-        weights=weights,
-        min_face_size=min_face_size,
-    )
-    settings.validate()
+    roots = [root for root, _ in spec.sources.values()]
+    with pipeline.open_build(out, work, roots) as build_id:
+        return _build(
+            spec,
+            settings,
+            out,
+            work,
+            build_id,
+            shard_size=shard_size,
+            test_fraction=test_fraction,
+            quick_per_source=quick_per_source,
+            shard_max_mb=shard_max_mb,
+            row_group_max_mb=row_group_max_mb,
+            hub_repo_id=hub_repo_id,
+            hub_private=hub_private,
+            runner=_task_runner(task_runner, dask_address, dask_workers),
+            allow_empty=allow_empty,
+        )
 
+
+def _build(
+    spec: BuildSpec,
+    settings: FaceSettings,
+    out: Path,
+    work: Path,
+    build_id: str,
+    *,
+    shard_size: int,
+    test_fraction: float,
+    quick_per_source: int,
+    shard_max_mb: int,
+    row_group_max_mb: int,
+    hub_repo_id: str | None,
+    hub_private: bool,
+    runner: Any,
+    allow_empty: bool,
+) -> dict[str, Any]:
+    """The build's stages, run while :func:`hae_data.pipeline.open_build` holds its folders."""
+    log = get_run_logger()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     loaded = StageResult()
@@ -212,9 +290,8 @@ def build_humanbeauty(
     shards = pipeline.plan_shards(loaded.records, shard_size)
     log.info("%d records in %d detection shards", len(loaded.records), len(shards))
 
-    runner = _task_runner(task_runner, dask_address, dask_workers)
     clock = time.perf_counter()
-    plans = pipeline.write_plans(shards, work)
+    plans = pipeline.write_plans(shards, work, build_id)
     n_images, load_rejections = len(loaded.records), loaded.rejections
     del loaded, shards  # the plans hold the records now; keep one copy in memory, not two
     faced, reused = detect_faces.with_options(task_runner=runner)(plans, settings, str(work))
@@ -227,29 +304,42 @@ def build_humanbeauty(
     del faced
     clock = time.perf_counter()
     exported = export_task(
-        quote(final.records), quote(rejections), str(out), shard_max_mb, row_group_max_mb
+        quote(final.records),
+        quote(rejections),
+        str(out),
+        shard_max_mb,
+        row_group_max_mb,
+        sorted(spec.sources),
+        allow_empty,
     )
     timings["export"] = time.perf_counter() - clock
 
-    table = summary_markdown(exported["stats"])
-    _artifacts(exported["stats"], table, out)
+    stats = exported["stats"]
+    table = summary_markdown(stats)
+    _artifacts(stats, table, out)
     clock = time.perf_counter()
     hub_url = push_task(str(out), hub_repo_id, hub_private) if hub_repo_id else None
     timings["push"] = time.perf_counter() - clock
+    by_reason: Counter[str] = Counter()
+    for source in stats["sources"].values():
+        by_reason.update(source["rejected"])
     result = {
         "output_dir": str(out.resolve()),
         "rows": exported["rows"],
-        "totals": exported["stats"]["totals"],
-        "sources": summary_rows(exported["stats"]),
+        "totals": stats["totals"],
+        "sources": summary_rows(stats),
         "shards_total": len(plans),
         "shards_reused": reused,
-        "rejected_by_reason": dict(Counter(r.reason for r in rejections)),
+        # Images dropped at any stage (export included), as in stats.json; single rating rows
+        # (one rater's bad value) are not images and are counted apart.
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "rejected_rating_rows": sum(s["rejected_rating_rows"] for s in stats["sources"].values()),
         "hub_url": hub_url,
         "images": n_images,
         "timings": timings,
         "table": table,
     }
-    totals = exported["stats"]["totals"]
+    totals = stats["totals"]
     log.info(
         "built %s: %d kept (%d train, %d test), %d rejected; %d of %d detection shards reused",
         out,
@@ -295,7 +385,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m flows.build_humanbeauty",
         description="Run the build-humanbeauty flow in this process. With no sources, it "
         "writes the embedded demo (miniature copies of the six sources and the 12-dimension "
-        "annotations, with real photos) and builds it.",
+        "annotations, with real photos) and builds it. The output folder must be new, empty "
+        "or a previous export, and outside every source folder; one build at a time uses it. "
+        "Exit status: 0 built, 1 nothing kept (previous export untouched), 2 refused.",
     )
     p.add_argument("--sources-config", help="YAML/JSON file: sources: {name: root}, annotations:")
     p.add_argument(
@@ -321,46 +413,98 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--task-runner", choices=("threads", "dask"), default="threads")
     p.add_argument("--dask-address", help="scheduler of an existing Dask cluster")
     p.add_argument("--dask-workers", type=int, default=2, help="local Dask workers (%(default)s)")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="export even if the build keeps no image, or none of a source (by default that "
+        "exits 1 and leaves the previous export as it was)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: parse, run the flow in-process, print the summary."""
-    args = _parser().parse_args(argv)
-    sources = {}
-    for item in args.source:
-        name, sep, root = item.partition("=")
-        if not sep or not name or not root:
-            _parser().error(f"--source expects NAME=ROOT, got {item!r}")
-        sources[name] = root
-    try:
-        pipeline.read_build_spec(
-            args.sources_config, sources=sources, annotations=args.annotations
-        ) if (sources or args.sources_config or args.annotations) else None
-    except ValueError as exc:
-        _parser().error(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = build_humanbeauty(
-        sources=sources or None,
-        sources_config=args.sources_config,
-        annotations=args.annotations,
-        output_dir=args.output_dir,
-        work_dir=args.work_dir,
+def _check_before_start(args: argparse.Namespace, sources: dict[str, str]) -> None:
+    """The checks the flow makes first, made here before Prefect starts: a bad option, a
+    source folder that is missing or an output folder that must not be written fails in a
+    second with exit 2, not after a server start-up."""
+    pipeline.check_build_options(
+        shard_size=args.shard_size,
+        test_fraction=args.test_fraction,
+        quick_per_source=DEFAULT_QUICK_PER_SOURCE,
+        shard_max_mb=DEFAULT_SHARD_MAX_BYTES // MB,
+        row_group_max_mb=DEFAULT_ROW_GROUP_MAX_BYTES // MB,
+        task_runner=args.task_runner,
+        dask_workers=args.dask_workers,
+        hub_repo_id=args.hub_repo_id,
+    )
+    FaceSettings(
         device=args.device,
         batch_size=args.batch_size,
         threshold=args.threshold,
         long_side=args.long_side,
         weights=args.weights,
-        shard_size=args.shard_size,
-        min_raters=args.min_raters,
-        test_fraction=args.test_fraction,
-        hub_repo_id=args.hub_repo_id,
-        hub_private=not args.public,
-        task_runner=args.task_runner,
-        dask_address=args.dask_address,
-        dask_workers=args.dask_workers,
-    )
+    ).validate(local=args.task_runner == "threads")
+    roots: list[str] = []
+    if sources or args.sources_config or args.annotations:
+        spec = pipeline.read_build_spec(
+            args.sources_config,
+            sources=sources,
+            annotations=args.annotations,
+            min_raters=args.min_raters,
+        )
+        roots = [root for root, _ in spec.sources.values()]
+    check_not_overlapping(args.output_dir, roots)
+    ExportFolder(args.output_dir).check_usable()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: check every option, run the flow in-process, print the summary.
+
+    Exit status: 0 built; 1 the build ran but kept nothing (the previous export is untouched);
+    2 refused before any work (a bad option, an unusable output folder, a build already
+    running on the same folders).
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    sources = {}
+    for item in args.source:
+        name, sep, root = item.partition("=")
+        if not sep or not name or not root:
+            parser.error(f"--source expects NAME=ROOT, got {item!r}")
+        sources[name] = root
+    try:
+        _check_before_start(args, sources)
+    except (ValueError, HubPushError) as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = build_humanbeauty(
+            sources=sources or None,
+            sources_config=args.sources_config,
+            annotations=args.annotations,
+            output_dir=args.output_dir,
+            work_dir=args.work_dir,
+            device=args.device,
+            batch_size=args.batch_size,
+            threshold=args.threshold,
+            long_side=args.long_side,
+            weights=args.weights,
+            shard_size=args.shard_size,
+            min_raters=args.min_raters,
+            test_fraction=args.test_fraction,
+            hub_repo_id=args.hub_repo_id,
+            hub_private=not args.public,
+            task_runner=args.task_runner,
+            dask_address=args.dask_address,
+            dask_workers=args.dask_workers,
+            allow_empty=args.allow_empty,
+        )
+    except BuildRefusedError as exc:
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        return 2
+    except EmptyExportError as exc:
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        return 1
     if args.json:
         sys.stdout.write(json.dumps({k: v for k, v in result.items() if k != "table"}) + "\n")
     else:

@@ -152,6 +152,10 @@ def _provider(photos: list[DemoPhoto], source: str) -> Callable[[int], bytes]:
     return lambda i: _tagged(photos[i % len(photos)].data, f"{source}/{i}")
 
 
+#: Marks a folder as the demo's own, which a later write_demo may update and prune.
+DEMO_MARKER = ".humanbeauty-demo"
+
+
 def write_demo(root: str | os.PathLike[str], *, per_source: int = 10) -> DemoManifest:
     """Write the demo sources under ``root`` and a ``sources.yaml`` naming their folders.
 
@@ -163,6 +167,14 @@ def write_demo(root: str | os.PathLike[str], *, per_source: int = 10) -> DemoMan
     if per_source < 6:
         raise ValueError(f"per_source must be >= 6 (portraits, a group, no-face), got {per_source}")
     final = Path(root)
+    marker = final / DEMO_MARKER
+    if final.is_dir() and any(final.iterdir()) and not marker.is_file():
+        # _sync_tree deletes what the demo does not hold: never in a folder the demo did not
+        # write.
+        raise FileExistsError(
+            f"{final} is not empty and holds no {DEMO_MARKER}: not writing the demo over it; "
+            "choose another folder"
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{final.name}.", dir=final.parent) as tmp:
         manifest = _write_demo(Path(tmp), per_source)
@@ -175,6 +187,7 @@ def _write_demo(root: Path, per_source: int) -> DemoManifest:
     manifest = DemoManifest(
         root=root, sources={}, annotations=root / ANNOTATIONS, config=root / "sources.yaml"
     )
+    (root / DEMO_MARKER).write_text("written by hae_data.demo.write_demo\n", encoding="utf-8")
     for k, name in enumerate(DEMO_SOURCES):
         n_none = 1 + k % 2
         n_keep = per_source - 1 - n_none

@@ -10,9 +10,10 @@ Layout of an export folder::
     stats.md           the same as a table a person reads
     rejected.parquet   every dropped item with source, stage and reason (no image bytes)
 
-Everything is first written into a staging folder next to the target and then moved into place
-entry by entry, so a crash never leaves a half-written shard under a final name, and a
-re-export replaces every managed entry: no stale shard of an earlier, larger export survives.
+Everything is first written into a staging folder inside the target and then swapped in by
+:class:`hae_data.outdir.ExportFolder` (ownership manifest, journalled swap): a crash never leaves
+a half-written shard under a final name, a re-export replaces every entry the previous export
+wrote (no stale shard of an earlier, larger export survives), and nothing else is touched.
 Rows are ordered by a hash of their image id within each shard set (so sources are mixed in
 every row group), and the same input gives the same bytes whatever order records arrive in.
 """
@@ -23,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from annotation_schema import load_standard
 from hae_data.hashing import content_id, unit_hash
 from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, encode_for_export
+from hae_data.outdir import BuildLock, ExportFolder
 from hae_data.records import (
     ARROW_SCHEMA,
     PARTS,
@@ -50,8 +51,8 @@ from hae_data.sources.catalog import CATALOG, SourceInfo
 __all__ = [
     "DEFAULT_ROW_GROUP_MAX_BYTES",
     "DEFAULT_SHARD_MAX_BYTES",
-    "MANAGED_ENTRIES",
     "SPLITS",
+    "EmptyExportError",
     "ExportSummary",
     "export_dataset",
     "format_range",
@@ -68,9 +69,6 @@ SPLITS = ("train", "test")
 DEFAULT_SHARD_MAX_BYTES = 500 * 2**20
 #: The dataset viewer wants row groups of at most 100-300 MB; smaller keeps memory bounded too.
 DEFAULT_ROW_GROUP_MAX_BYTES = 100 * 2**20
-#: Entries of an export folder that a re-export replaces. Anything else in the folder (a flow's
-#: work directory, a user's notes) is left alone.
-MANAGED_ENTRIES = ("data", "README.md", "stats.json", "stats.md", "rejected.parquet", "plots")
 
 
 @dataclass
@@ -87,6 +85,31 @@ class ExportSummary:
     def total_rows(self) -> int:
         """Rows written over every part and split."""
         return sum(n for splits in self.rows.values() for n in splits.values())
+
+
+class EmptyExportError(RuntimeError):
+    """An export that would keep no image (or none of a source it was given): refused, so a
+    broken mount or layout never replaces a good export with an empty one."""
+
+
+def _check_not_empty(stats: Mapping[str, Any], expected_sources: Iterable[str]) -> None:
+    """Raise :class:`EmptyExportError`, with every source's reasons, on an empty result."""
+    per = stats["sources"]
+    empty = sorted(s for s in expected_sources if per.get(s, {}).get("kept", 0) == 0)
+    if stats["totals"]["kept"] and not empty:
+        return
+    lines = []
+    for name in sorted(set(per) | set(empty)):
+        s = per.get(name, {"kept": 0, "rejected": {}})
+        reasons = format_reasons(s["rejected"]) or "no items at all"
+        lines.append(f"  {name}: kept {s['kept']}; rejected: {reasons}")
+    what = "no image at all" if not stats["totals"]["kept"] else f"no image of {', '.join(empty)}"
+    raise EmptyExportError(
+        f"the build kept {what}; the previous export (if any) is left as it was.\n"
+        + "\n".join(lines)
+        + "\nCheck the source folders (python -m hae_data.sources inspect NAME ROOT), or pass "
+        "allow_empty (--allow-empty) to export anyway."
+    )
 
 
 class _ShardSet:
@@ -154,6 +177,8 @@ def export_dataset(
     sources: Mapping[str, SourceInfo] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
+    expected_sources: Iterable[str] = (),
+    allow_empty: bool = False,
 ) -> ExportSummary:
     """Write records and rejections as an export folder (see the module docstring).
 
@@ -161,20 +186,57 @@ def export_dataset(
     and ``split`` set (the pipeline's earlier stages do that). An image that can no longer be
     read at export time becomes a rejection (stage ``export``), not a crash. ``extra_files``
     maps names inside the folder (``plots/overall.png``) to files copied in with the export.
+
+    The folder is handled by :class:`hae_data.outdir.ExportFolder`: a non-empty folder that is
+    not a previous export is refused, and only entries an earlier export wrote are replaced.
+    An export that keeps no image, or none of one of ``expected_sources``, raises
+    :class:`EmptyExportError` and leaves the previous export as it was (``allow_empty`` to
+    write it anyway).
     """
     if shard_max_bytes <= 0 or row_group_max_bytes <= 0:
         raise ValueError("shard_max_bytes and row_group_max_bytes must be positive")
     # A row group lives inside one shard, so it can never be the larger of the two.
     row_group_max_bytes = min(row_group_max_bytes, shard_max_bytes)
-    out = Path(output_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.staging-*"):
-        # A build killed mid-export leaves its staging folder behind (image bytes and all).
-        log.warning("removing %s, left by an interrupted export", stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    infos = dict(CATALOG if sources is None else sources)
-    stage = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
-    stage.mkdir()
+    out = ExportFolder(output_dir)
+    out.check_usable()
+    with BuildLock(out.path):
+        out.recover()
+        summary = _export_locked(
+            records,
+            rejections,
+            out,
+            shard_max_bytes=shard_max_bytes,
+            row_group_max_bytes=row_group_max_bytes,
+            infos=dict(CATALOG if sources is None else sources),
+            max_pixels=max_pixels,
+            extra_files=extra_files or {},
+            expected_sources=expected_sources,
+            allow_empty=allow_empty,
+        )
+    log.info(
+        "exported %d rows (%s) and %d rejections to %s",
+        summary.total_rows,
+        ", ".join(f"{p}/{s}={n}" for p, sp in summary.rows.items() for s, n in sp.items()),
+        summary.rejected,
+        out.path,
+    )
+    return summary
+
+
+def _export_locked(
+    records: Iterable[Record],
+    rejections: Iterable[Rejection],
+    out: ExportFolder,
+    *,
+    shard_max_bytes: int,
+    row_group_max_bytes: int,
+    infos: Mapping[str, SourceInfo],
+    max_pixels: int,
+    extra_files: Mapping[str, str | os.PathLike[str]],
+    expected_sources: Iterable[str],
+    allow_empty: bool,
+) -> ExportSummary:
+    stage = out.new_staging()
     try:
         rejected = list(rejections)
         recs = _check_records(records)
@@ -184,13 +246,13 @@ def export_dataset(
             try:
                 original = Path(rec.image_path).read_bytes()
                 if not original:
-                    raise ImageDecodeError("empty_file", f"{rec.image_path} has zero bytes")
+                    raise ImageDecodeError("empty_file", f"{rec.file_name} has zero bytes")
                 if content_id(original) != rec.image_id:
                     raise ImageDecodeError(
                         "changed_since_detection",
-                        f"{rec.image_path} no longer has the bytes its faces were detected on",
+                        f"{rec.file_name} no longer has the bytes its faces were detected on",
                     )
-                data = encode_for_export(original, name=rec.image_path, max_pixels=max_pixels)
+                data = encode_for_export(original, name=rec.file_name, max_pixels=max_pixels)
             except (ImageDecodeError, OSError) as exc:
                 reason = exc.reason if isinstance(exc, ImageDecodeError) else "unreadable_file"
                 rejected.append(Rejection.from_record(rec, reason, "export", str(exc)))
@@ -210,34 +272,28 @@ def export_dataset(
             shards[part][split] = [str(p.relative_to(stage)) for p in paths]
             rows[part][split] = shard_set.rows
 
-        write_rejections(rejected, stage / "rejected.parquet")
         stats = _stats(exported, rejected, infos)
+        if not allow_empty:
+            _check_not_empty(stats, expected_sources)
+        write_rejections(rejected, stage / "rejected.parquet")
         (stage / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
         (stage / "stats.md").write_text(summary_markdown(stats), encoding="utf-8")
         (stage / "README.md").write_text(_card(shards, stats, infos), encoding="utf-8")
-        for name, src in (extra_files or {}).items():
+        for name, src in extra_files.items():
             dest = stage / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
-        _swap_into_place(stage, out)
+        out.commit(stage)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
-    summary = ExportSummary(
-        output_dir=out,
+    return ExportSummary(
+        output_dir=out.path,
         shards={p: dict(s) for p, s in shards.items()},
         rows={p: dict(s) for p, s in rows.items()},
         rejected=len(rejected),
         stats=stats,
     )
-    log.info(
-        "exported %d rows (%s) and %d rejections to %s",
-        summary.total_rows,
-        ", ".join(f"{p}/{s}={n}" for p, sp in summary.rows.items() for s, n in sp.items()),
-        summary.rejected,
-        out,
-    )
-    return summary
 
 
 def _check_records(records: Iterable[Record]) -> list[Record]:
@@ -281,33 +337,6 @@ def write_rejections(rejections: Iterable[Rejection], path: str | os.PathLike[st
     pq.write_table(pa.Table.from_pylist(rows, schema=REJECTION_SCHEMA), tmp)
     os.replace(tmp, path)
     return len(rows)
-
-
-def _swap_into_place(stage: Path, out: Path) -> None:
-    """Replace the managed entries of ``out`` with those of ``stage``, one rename each."""
-    out.mkdir(parents=True, exist_ok=True)
-    trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    trash.mkdir()
-    moved_out: list[str] = []
-    moved_in: list[str] = []
-    try:
-        for name in MANAGED_ENTRIES:
-            if (out / name).exists():
-                os.replace(out / name, trash / name)
-                moved_out.append(name)
-        for entry in stage.iterdir():
-            os.replace(entry, out / entry.name)
-            moved_in.append(entry.name)
-    except BaseException:
-        # Put the previous export back rather than leave a folder that is half old, half new.
-        for name in moved_in:
-            shutil.rmtree(out / name, ignore_errors=True)
-            (out / name).unlink(missing_ok=True)
-        for name in moved_out:
-            os.replace(trash / name, out / name)
-        raise
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _stats(

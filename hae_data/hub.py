@@ -26,7 +26,7 @@ is first imported. `endpoint=` reaches every call of the push, but huggingface_h
 makes one best-effort GET of its agent registry to `HF_ENDPOINT` (default huggingface.co); it
 fails silently offline, and setting `HF_ENDPOINT` instead keeps all traffic on one host.
 
-Only the entries an export manages (`hae_data.export.MANAGED_ENTRIES`: `data/`, `README.md`,
+Only the entries an export manages (`hae_data.outdir.EXPORT_ENTRIES`: `data/`, `README.md`,
 `stats.json`, `rejected.parquet`, `plots/`...) are pushed; anything else in the folder (a flow's
 work directory, notes) stays local. On the Hub those entries mirror the export: remote files
 under them that the export no longer has are deleted in the same commit, so a re-push with
@@ -40,6 +40,7 @@ are scrubbed of it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from hae_data.export import MANAGED_ENTRIES
+from hae_data.outdir import EXPORT_ENTRIES
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ REPO_TYPE = "dataset"
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # What a push uploads, and the remote paths it mirrors (deletes when the export lacks them):
 # each managed entry, as a file or as a folder (fnmatch's `*` crosses `/`).
-MANAGED_PATTERNS = tuple(p for name in MANAGED_ENTRIES for p in (name, f"{name}/*"))
+MANAGED_PATTERNS = tuple(p for name in EXPORT_ENTRIES for p in (name, f"{name}/*"))
 # Never uploaded: hidden files (editor/OS droppings) and temporaries.
 IGNORE_PATTERNS = (".*", "*/.*", "*.tmp", "*.partial")
 DEFAULT_RETRY_BASE_DELAY = 2.0
@@ -66,12 +67,48 @@ _T = TypeVar("_T")
 
 
 class HubPushError(RuntimeError):
-    """A push that failed: a non-transient Hub error, or transient errors past the retry budget."""
+    """A push that failed: a non-transient Hub error, or transient errors past the retry budget.
 
-    def __init__(self, message: str, *, status_code: int | None = None, attempts: int = 1) -> None:
+    ``transient`` says whether trying again later may succeed (a runner's retry policy reads
+    it). The message is scrubbed of the token and the exception never chains to the library
+    error it replaces: a server's response (which can echo the ``Authorization`` header) must
+    not reach a log or a traceback stored by an orchestrator.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        attempts: int = 1,
+        transient: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.attempts = attempts
+        self.transient = transient
+
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def check_push_target(repo_id: str, token: str | None = None) -> str:
+    """Check a push can start: ``repo_id`` looks like ``namespace/name`` and a token exists.
+
+    Returns the token (``token``, else ``HF_TOKEN`` or the cached login). Raises ``ValueError``
+    for a malformed id and :class:`HubPushError` when there is no token: both before any work.
+    """
+    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id) or ".." in repo_id:
+        raise ValueError(f"repo_id must look like 'namespace/name', got {repo_id!r}")
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubPushError(
+            f"no Hugging Face token to push {repo_id}: pass token=, set HF_TOKEN, "
+            "or log in once with `hf auth login`"
+        )
+    return token
 
 
 @dataclass(frozen=True)
@@ -149,21 +186,14 @@ def push_to_hub(
     longer Retry-After from the Hub is honoured up to that cap).
     """
     manifest = describe_export(folder)
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"repo_id must look like 'namespace/name', got {repo_id!r}")
+    token = check_push_target(repo_id, token)
     if max_retries < 0:
         raise ValueError(f"max_retries must be >= 0, got {max_retries}")
     if retry_base_delay < 0:
         raise ValueError(f"retry_base_delay must be >= 0, got {retry_base_delay}")
 
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import HfApi
 
-    token = token or get_token()
-    if not token:
-        raise HubPushError(
-            f"no Hugging Face token to push {repo_id}: pass token=, set HF_TOKEN, "
-            "or log in once with `hf auth login`"
-        )
     api = HfApi(endpoint=endpoint, token=token, library_name="humanbeauty")
     branch = revision or "main"
     size = _human_bytes(manifest.total_bytes)
@@ -240,43 +270,50 @@ def _with_retries(
     max_retries: int,
     base_delay: float,
 ) -> _T:
-    """Run `call`, retrying transient failures with exponential backoff."""
+    """Run `call`, retrying transient failures with exponential backoff.
+
+    Every failure leaves as a :class:`HubPushError` built outside the ``except`` block, so it
+    carries no chained exception (see the class docstring).
+    """
     for attempt in range(1, max_retries + 2):
         try:
             return call()
         except Exception as exc:
             status = _status_code(exc)
             detail = _scrub(f"{type(exc).__name__}: {exc}", token)
-            if not _is_transient(exc):
-                if status is None:
-                    raise  # not an HTTP failure (bad README metadata, a local file error...)
-                raise HubPushError(
-                    f"{step} for {repo_id} failed with HTTP {status}{_hint(status)}\n{detail}",
-                    status_code=status,
-                    attempts=attempt,
-                ) from exc
-            if attempt > max_retries:
-                raise HubPushError(
-                    f"{step} for {repo_id} still failing after {attempt} attempts "
-                    f"(transient errors, last: {detail})",
-                    status_code=status,
-                    attempts=attempt,
-                ) from exc
-            delay = min(MAX_RETRY_DELAY, base_delay * 2 ** (attempt - 1))
+            transient = _is_transient(exc)
             retry_after = _retry_after(exc)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, MAX_RETRY_DELAY))
-            logger.warning(
-                "%s for %s: transient error (%s); retry %d/%d in %.2fs",
-                step,
-                repo_id,
-                detail.splitlines()[0],
-                attempt,
-                max_retries,
-                delay,
+        if not transient:
+            what = f"HTTP {status}{_hint(status)}" if status is not None else "an error"
+            failure = HubPushError(
+                f"{step} for {repo_id} failed with {what}\n{detail}",
+                status_code=status,
+                attempts=attempt,
             )
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # the loop returns or raises
+            break
+        if attempt > max_retries:
+            failure = HubPushError(
+                f"{step} for {repo_id} still failing after {attempt} attempts "
+                f"(transient errors, last: {detail})",
+                status_code=status,
+                attempts=attempt,
+                transient=True,
+            )
+            break
+        delay = min(MAX_RETRY_DELAY, base_delay * 2 ** (attempt - 1))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_DELAY))
+        logger.warning(
+            "%s for %s: transient error (%s); retry %d/%d in %.2fs",
+            step,
+            repo_id,
+            detail.splitlines()[0],
+            attempt,
+            max_retries,
+            delay,
+        )
+        time.sleep(delay)
+    raise failure
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -346,7 +383,12 @@ def _hint(status: int) -> str:
 
 
 def _scrub(text: str, token: str) -> str:
-    return text.replace(token, "***") if token else text
+    """``text`` without the token, and without any other Hub token a server may echo."""
+    text = text.replace(token, "***") if token else text
+    return _TOKEN_LIKE.sub("hf_***", text)
+
+
+_TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9]{8,}")
 
 
 def _human_bytes(n: int) -> str:

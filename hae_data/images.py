@@ -30,9 +30,11 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from hae_data.hashing import content_id
 
 __all__ = [
+    "DEFAULT_DECODE_PIXEL_BUDGET",
     "DEFAULT_MAX_PIXELS",
     "DecodedImage",
     "ImageDecodeError",
+    "PixelBudget",
     "ReducedImage",
     "decode_image",
     "decode_reduced",
@@ -49,12 +51,51 @@ log = logging.getLogger(__name__)
 #: (a 12,000 x 12,000 photo is 144 MP; larger files in IAA sets are decompression bombs). PIL
 #: itself refuses anything above twice its ``MAX_IMAGE_PIXELS`` (about 179 MP by default).
 DEFAULT_MAX_PIXELS = 150_000_000
+#: Pixels that the decode threads of one process may hold at once (see :class:`PixelBudget`):
+#: the largest image accepted, so one such image decodes alone while ordinary photos (1-25 MP)
+#: decode many at a time. Peak decode memory is then about this many pixels times ~10 bytes
+#: (RGB, a converted copy, the resize), whatever the thread count.
+DEFAULT_DECODE_PIXEL_BUDGET = DEFAULT_MAX_PIXELS
 # ``warnings.catch_warnings`` swaps process-wide state: decode threads must not interleave it.
 _OPEN_LOCK = threading.Lock()
 
 # Formats whose original bytes can go into the export unchanged when no conversion is needed.
 _PASSTHROUGH_FORMATS = {"JPEG", "PNG", "WEBP"}
 _PASSTHROUGH_MODES = {"RGB", "L"}
+
+
+class PixelBudget:
+    """A count of pixels shared by decode threads: a thread holds an image's pixels from the
+    moment its size is known until its full-size buffers are gone.
+
+    A request larger than the whole budget is capped to it, so a huge image still decodes,
+    alone. Without a budget, peak memory grows with the thread count (a 144 MP PNG costs about
+    1.5 GB while it decodes).
+    """
+
+    def __init__(self, pixels: int = DEFAULT_DECODE_PIXEL_BUDGET) -> None:
+        if pixels < 1:
+            raise ValueError(f"a pixel budget must be >= 1, got {pixels}")
+        self.total = pixels
+        self.in_use = 0
+        #: Highest ``in_use`` seen, for tests and benchmarks.
+        self.peak = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, pixels: int) -> int:
+        """Wait until ``pixels`` (capped to the budget) are free, take them, return the amount."""
+        want = max(1, min(int(pixels), self.total))
+        with self._cond:
+            self._cond.wait_for(lambda: self.in_use + want <= self.total)
+            self.in_use += want
+            self.peak = max(self.peak, self.in_use)
+        return want
+
+    def release(self, pixels: int) -> None:
+        """Give back what :meth:`acquire` returned."""
+        with self._cond:
+            self.in_use -= pixels
+            self._cond.notify_all()
 
 
 class ImageDecodeError(Exception):
@@ -291,14 +332,17 @@ def decode_reduced(
     long_side: int,
     name: str = "<bytes>",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    budget: PixelBudget | None = None,
 ) -> ReducedImage:
     """Decode ``data`` for detection: upright RGB, long side <= ``long_side``.
 
     Same rejections as :func:`decode_image` (a truncated file fails even when the JPEG would be
-    decoded at 1/8 scale: libjpeg still reads every scan). Safe to call from several threads.
+    decoded at 1/8 scale: libjpeg still reads every scan). Safe to call from several threads;
+    threads sharing a ``budget`` hold at most its pixels in full-size buffers at once.
     """
     if long_side < 1:
         raise ValueError(f"long_side must be >= 1, got {long_side}")
+    held = 0
     try:
         img = _open_checked(data, name, max_pixels)
         fmt = img.format
@@ -308,13 +352,20 @@ def decode_reduced(
         if factor >= 2 and fmt == "JPEG":
             # DCT scaling by 1/2, 1/4 or 1/8, never below the target size.
             img.draft(None, (max(1, int(w / factor)), max(1, int(h / factor))))
+        if budget is not None:
+            # After draft(): a JPEG decoded at 1/8 scale holds 1/64 of its pixels.
+            held = budget.acquire(img.size[0] * img.size[1])
         img.load()
         source_mode = img.mode
         upright = ImageOps.exif_transpose(img) if orientation > 1 else img
         rgb, _ = _to_rgb(upright)
         pixels = _pixels(rgb, long_side)
+        del img, upright, rgb
     except Exception as exc:  # any failure of one file (PIL raises many types) is its reason
         raise _decode_error(exc, name) from exc
+    finally:
+        if held:
+            budget.release(held)  # type: ignore[union-attr]
     if orientation in _SWAPPING_ORIENTATIONS:
         w, h = h, w
     return ReducedImage(
@@ -328,9 +379,13 @@ def decode_reduced(
 
 
 def read_reduced(
-    path: str | os.PathLike[str], *, long_side: int, max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    *,
+    long_side: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    budget: PixelBudget | None = None,
 ) -> ReducedImage:
     """Read ``path`` and :func:`decode_reduced` it; a missing file is ``missing_file``."""
     return decode_reduced(
-        _read_bytes(path), long_side=long_side, name=str(path), max_pixels=max_pixels
+        _read_bytes(path), long_side=long_side, name=str(path), max_pixels=max_pixels, budget=budget
     )

@@ -6,10 +6,12 @@ Data moves one way: load (per source) -> face filter (per shard, resumable) -> f
 
 Resumability: a finished shard leaves a completion file under ``work_dir`` named by a
 fingerprint of its inputs (each file's relative path, size and modification time, plus the
-settings that change detections: long side, weights, lowest stored confidence). It holds each
-image's detections, not the records: a rerun applies the face rule and this run's labels to
-them, so a corrected label file or a new threshold reuses every shard, while a changed image
-changes the fingerprint and is detected again.
+settings that change detections: long side, weights, lowest stored confidence). The inode
+change time is part of it: an edit that keeps the size and restores the modification time
+(``cp -p``, ``rsync -t``, ``exiftool -P``) cannot restore the change time, so it is detected
+again. A completion file holds each image's detections, not the records: a rerun applies the
+face rule and this run's labels to them, so a corrected label file or a new threshold reuses
+every shard, while a changed image changes the fingerprint and is detected again.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hae_data.hashing import unit_hash
+from hae_data.images import DEFAULT_DECODE_PIXEL_BUDGET
+from hae_data.outdir import BuildLock, ExportFolder, check_not_overlapping
 from hae_data.qa import make_qa
 from hae_data.records import Face, Record, Rejection
 from hae_data.scores import apply_levels, normalise_by_source
@@ -36,13 +43,16 @@ __all__ = [
     "ShardOutcome",
     "ShardStore",
     "StageResult",
+    "check_build_options",
     "detect_shard",
     "drop_duplicates",
     "finalise",
     "load_source",
+    "open_build",
     "plan_shards",
     "read_build_spec",
     "read_plan",
+    "remove_plans",
     "shard_fingerprint",
     "write_plans",
 ]
@@ -98,6 +108,77 @@ class BuildSpec:
                     f"source {name!r}: unknown option(s) {sorted(unknown)}; "
                     f"allowed: {sorted(allowed) or 'none'}"
                 )
+
+
+def check_build_options(
+    *,
+    shard_size: int,
+    test_fraction: float,
+    quick_per_source: int,
+    shard_max_mb: int,
+    row_group_max_mb: int,
+    task_runner: str,
+    dask_workers: int,
+    hub_repo_id: str | None = None,
+) -> None:
+    """Check a build's scalar options before any work: ``ValueError`` says which and why.
+
+    (The sources, the face settings and the output folder have checks of their own:
+    :meth:`BuildSpec.validate`, :meth:`FaceSettings.validate`,
+    :class:`hae_data.outdir.ExportFolder`.) With ``hub_repo_id``, the repository id's form and
+    that a token is available are checked too, not discovered after the whole build.
+    """
+    from hae_data.split import check_split_options
+
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    check_split_options(test_fraction, quick_per_source)
+    if shard_max_mb < 1 or row_group_max_mb < 1:
+        raise ValueError(
+            f"shard_max_mb and row_group_max_mb must be >= 1, got {shard_max_mb}, "
+            f"{row_group_max_mb}"
+        )
+    if task_runner not in ("threads", "dask"):
+        raise ValueError(f"task_runner must be 'threads' or 'dask', got {task_runner!r}")
+    if dask_workers < 1:
+        raise ValueError(f"dask_workers must be >= 1, got {dask_workers}")
+    if hub_repo_id is not None:
+        from hae_data.hub import check_push_target
+
+        check_push_target(hub_repo_id)
+
+
+@contextmanager
+def open_build(
+    output_dir: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    source_roots: Iterable[str],
+) -> Iterator[str]:
+    """Everything a build checks and holds around its work; yields this build's id.
+
+    Before any work: the output folder must not overlap a source root and must be empty, new or
+    a previous export (:class:`hae_data.outdir.ExportFolder`), else
+    :class:`~hae_data.outdir.BuildRefusedError`. Then the output folder (and the work folder,
+    where it lies elsewhere) is locked for the whole build (a second build gets
+    :class:`~hae_data.outdir.BuildBusyError`), an export swap a killed build left half done is
+    finished, and plan files of killed builds are removed. On the way out this build's plans go.
+    """
+    out, work = Path(output_dir), Path(work_dir)
+    check_not_overlapping(out, source_roots)
+    folder = ExportFolder(out)
+    folder.check_usable()
+    with ExitStack() as stack:
+        stack.enter_context(BuildLock(out))
+        if not work.resolve().is_relative_to(out.resolve()):
+            stack.enter_context(BuildLock(work))
+        folder.claim()
+        folder.recover()
+        remove_plans(work)  # under the locks: only killed builds' plans can be there
+        build_id = uuid.uuid4().hex[:12]
+        try:
+            yield build_id
+        finally:
+            remove_plans(work, build_id)
 
 
 def _loader_options(cls: type) -> set[str]:
@@ -218,17 +299,19 @@ def plan_shards(records: Sequence[Record], shard_size: int) -> list[list[Record]
 
 
 def shard_fingerprint(records: Sequence[Record], settings: Mapping[str, Any]) -> str:
-    """A key for a shard's inputs: each file's name, size and mtime, and the settings.
+    """A key for a shard's inputs: each file's name, size, mtime and ctime, and the settings.
 
     Stat-based rather than a hash of every byte, so checking for a finished shard costs no I/O
     beyond a ``stat`` per file; the content hash (``image_id``) is computed when the shard runs.
+    The ctime catches same-size edits that put the mtime back; the price is that copying or
+    ``chmod``-ing a dataset detects it again (a cost, never a wrong result).
     """
     h = hashlib.sha256()
     h.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
     for rec in records:
         try:
             st = os.stat(rec.image_path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
         except OSError:
             stamp = "missing"
         h.update(f"\x00{rec.source}\x00{rec.file_name}\x00{stamp}".encode())
@@ -266,19 +349,33 @@ class ShardStore:
         return path
 
 
-def write_plans(shards: Sequence[Sequence[Record]], work_dir: str | os.PathLike[str]) -> list[str]:
-    """Write each shard's records to ``<work_dir>/plans/shard-NNNNN.json``; returns the paths.
+def write_plans(
+    shards: Sequence[Sequence[Record]], work_dir: str | os.PathLike[str], build_id: str
+) -> list[str]:
+    """Write each shard's records to ``<work_dir>/plans/<build_id>/shard-NNNNN.json``.
 
     A runner then ships a path per task instead of the records themselves: Prefect stores a
-    flow run's parameters on its server, and a hundred thousand records are far too many.
+    flow run's parameters on its server, and a hundred thousand records are far too many. The
+    folder is this build's own (:func:`remove_plans` deletes it), so two builds never read or
+    delete each other's plans. Returns the paths.
     """
-    store = ShardStore(work_dir, "plans")
-    for stale in store.folder.glob("shard-*.json"):
-        stale.unlink()
+    store = ShardStore(Path(work_dir) / "plans", build_id)
     return [
         str(store.save(f"shard-{i:05d}", [asdict(r) for r in shard]))
         for i, shard in enumerate(shards)
     ]
+
+
+def remove_plans(work_dir: str | os.PathLike[str], build_id: str | None = None) -> None:
+    """Delete one build's plan folder, or (``build_id=None``) every build's: only call that
+    while holding the work folder's lock, when no other build can be using them."""
+    plans = Path(work_dir) / "plans"
+    if not plans.is_dir():
+        return
+    for folder in [plans / build_id] if build_id else list(plans.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder.is_file():
+            folder.unlink()
 
 
 def read_plan(path: str | os.PathLike[str]) -> list[Record]:
@@ -309,6 +406,8 @@ class FaceSettings:
     weights: str | None = None
     min_face_size: float = 0.0
     workers: int | None = None
+    #: Pixels the decode threads may hold at once (see ``hae_data.images.PixelBudget``).
+    decode_pixel_budget: int = DEFAULT_DECODE_PIXEL_BUDGET
     #: Parts whose images are rejected by the single-face rule; other parts are only annotated.
     filter_parts: tuple[str, ...] = ("overall",)
 
@@ -319,8 +418,14 @@ class FaceSettings:
 
         return min(self.threshold, DEFAULT_MIN_SCORE)
 
-    def validate(self) -> None:
-        """Fail fast on settings that could only fail later, inside every detection task."""
+    def validate(self, *, local: bool = True) -> None:
+        """Fail fast on settings that could only fail later, inside every detection task.
+
+        ``local=False`` when detection runs elsewhere (Dask workers): the device name is
+        checked, not whether this process has that device."""
+        from hae_data.faces import check_device
+
+        check_device(self.device, local=local)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.batch_size < 1 or self.long_side < 32:
@@ -329,6 +434,10 @@ class FaceSettings:
             raise ValueError(f"min_face_size must be >= 0 pixels, got {self.min_face_size}")
         if self.weights is not None and not Path(self.weights).is_file():
             raise ValueError(f"weights file {self.weights!r} does not exist")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.decode_pixel_budget < 1:
+            raise ValueError(f"decode_pixel_budget must be >= 1, got {self.decode_pixel_budget}")
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """What decides the stored detections: never the rule applied to them (threshold, face
@@ -404,6 +513,7 @@ def detect_shard(
                 _detector(settings),
                 batch_size=settings.batch_size,
                 workers=settings.workers,
+                pixel_budget=settings.decode_pixel_budget,
             )
             results = {rec.file_name: res for rec, res in detected}
         store.save(fingerprint, {name: asdict(res) for name, res in results.items()})

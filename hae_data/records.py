@@ -114,8 +114,16 @@ class Rejection:
         )
 
     def to_row(self) -> dict[str, Any]:
-        """The row written to ``rejected.parquet``."""
-        return asdict(self)
+        """The row written to ``rejected.parquet``: the source and the path relative to its
+        root name the item; no absolute local path (the file may be pushed to the Hub)."""
+        row = asdict(self)
+        path = row.pop("image_path")
+        detail = self.detail
+        if path and path.endswith(self.file_name) and len(path) > len(self.file_name):
+            root = path[: -len(self.file_name)]
+            detail = detail.replace(path, self.file_name).replace(root, "")
+        row["detail"] = detail
+        return row
 
 
 _FACE = {
@@ -165,7 +173,6 @@ REJECTION_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("stage", pa.string()),
         ("detail", pa.string()),
-        ("image_path", pa.string()),
         ("image_id", pa.string()),
         ("faces", _FACES_ARROW),
     ]

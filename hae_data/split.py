@@ -15,7 +15,13 @@ from collections.abc import Iterable
 from hae_data.hashing import unit_hash
 from hae_data.records import Record
 
-__all__ = ["DEFAULT_QUICK_PER_SOURCE", "DEFAULT_TEST_FRACTION", "assign_splits", "split_key"]
+__all__ = [
+    "DEFAULT_QUICK_PER_SOURCE",
+    "DEFAULT_TEST_FRACTION",
+    "assign_splits",
+    "check_split_options",
+    "split_key",
+]
 
 #: The paper's 14,487 test images out of 108,586.
 DEFAULT_TEST_FRACTION = 0.133
@@ -28,6 +34,14 @@ def split_key(image_id: str) -> float:
     return unit_hash(image_id, "split")
 
 
+def check_split_options(test_fraction: float, quick_per_source: int) -> None:
+    """``ValueError`` unless ``0 < test_fraction < 1`` and ``quick_per_source >= 0``."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if quick_per_source < 0:
+        raise ValueError(f"quick_per_source must be >= 0, got {quick_per_source}")
+
+
 def assign_splits(
     records: Iterable[Record],
     *,
@@ -35,10 +49,7 @@ def assign_splits(
     quick_per_source: int = DEFAULT_QUICK_PER_SOURCE,
 ) -> list[Record]:
     """Set ``split`` and ``quick`` on every record; returns them in their original order."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    if quick_per_source < 0:
-        raise ValueError(f"quick_per_source must be >= 0, got {quick_per_source}")
+    check_split_options(test_fraction, quick_per_source)
     records = list(records)
     by_source: dict[str, list[tuple[float, Record]]] = defaultdict(list)
     for rec in records:

@@ -27,6 +27,7 @@ from hae_data.faces.detectors import (
     DEFAULT_MIN_SCORE,
     Detector,
     OnnxRetinaFace,
+    check_device,
     cuda_available,
     load_detector,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "FaceResult",
     "FilterStats",
     "OnnxRetinaFace",
+    "check_device",
     "count_faces",
     "cuda_available",
     "decide",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ __all__ = [
     "Detector",
     "OnnxRetinaFace",
     "RawDetections",
+    "check_device",
     "cuda_available",
     "load_detector",
 ]
@@ -306,6 +308,26 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(device: str, *, local: bool = True) -> str:
+    """Validate a detector device name; with ``local``, that this process can use it.
+
+    Returns the device ``auto`` resolves to here (``cuda`` or ``cpu``). ``local=False`` checks
+    the name only: a flow whose detection runs on remote (Dask) workers has no GPU of its own.
+    """
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if not local:
+        return device
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device.startswith("cuda") and not cuda_available():
+        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
+    return device
+
+
 def load_detector(
     *,
     device: str = "auto",
@@ -324,12 +346,7 @@ def load_detector(
     checkpoint (MobileNet-0.25 or the paper's ResNet-50), which always runs in torch.
     Raises ``ValueError`` for an unusable device or weights file.
     """
-    if device == "auto":
-        device = "cuda" if cuda_available() else "cpu"
-    if device.startswith("cuda") and not cuda_available():
-        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    device = check_device(device)
     path = Path(weights) if weights is not None else None
     if path is not None and not path.is_file():
         raise ValueError(f"weights file {path} does not exist")

@@ -21,7 +21,14 @@ from typing import TypeVar
 
 from hae_data.faces.decision import DEFAULT_THRESHOLD, count_faces, decide
 from hae_data.faces.detectors import Detector
-from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ReducedImage, read_reduced
+from hae_data.images import (
+    DEFAULT_DECODE_PIXEL_BUDGET,
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    PixelBudget,
+    ReducedImage,
+    read_reduced,
+)
 from hae_data.records import Face, Part, Record, Rejection
 
 __all__ = [
@@ -97,9 +104,11 @@ class FilterStats:
         )
 
 
-def _load(path: str, long_side: int, max_pixels: int) -> ReducedImage | ImageDecodeError:
+def _load(
+    path: str, long_side: int, max_pixels: int, budget: PixelBudget
+) -> ReducedImage | ImageDecodeError:
     try:
-        return read_reduced(path, long_side=long_side, max_pixels=max_pixels)
+        return read_reduced(path, long_side=long_side, max_pixels=max_pixels, budget=budget)
     except ImageDecodeError as exc:
         return exc
     except Exception as exc:  # a worker must hand back a result for every input
@@ -145,12 +154,16 @@ def detect_items(
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     window_batches: int | None = None,
+    pixel_budget: int | PixelBudget = DEFAULT_DECODE_PIXEL_BUDGET,
 ) -> Iterator[tuple[T, FaceResult]]:
     """``(item, result)`` for every item, in input order, streaming.
 
     ``batch_size`` defaults to the detector's; the detector is handed ``window_batches`` batches
     of decoded images at a time (default 4 on a GPU, 1 otherwise) so it can group them by shape.
+    The decode threads share ``pixel_budget`` (a count of pixels, or a :class:`PixelBudget`), so
+    peak decode memory does not grow with ``workers``.
     """
+    budget = pixel_budget if isinstance(pixel_budget, PixelBudget) else PixelBudget(pixel_budget)
     batch = batch_size or getattr(detector, "batch_size", 8)
     window = window_batches or (4 if "cuda" in getattr(detector, "name", "") else 1)
     target = batch * window
@@ -174,7 +187,7 @@ def detect_items(
                     failed.set_result(ImageDecodeError("missing_file", f"no image path: {exc}"))
                     pending.append((item, failed))
                     continue
-                pending.append((item, pool.submit(_load, path, long_side, max_pixels)))
+                pending.append((item, pool.submit(_load, path, long_side, max_pixels, budget)))
 
         refill()
         chunk: list[tuple[T, ReducedImage | ImageDecodeError]] = []

@@ -288,8 +288,10 @@ def test_row_groups_never_outgrow_a_small_shard(tmp_path):
 
 
 def test_stale_staging_folder_of_a_killed_export_is_removed(tmp_path):
-    stale = tmp_path / ".out.staging-deadbeef"
-    (stale / "data").mkdir(parents=True)
     recs, _ = make_records(tmp_path / "img", n_overall=6, n_fine=4)
     export_dataset(recs, [], tmp_path / "out")
+    stale = tmp_path / "out" / ".humanbeauty-staging-deadbeef"
+    (stale / "data").mkdir(parents=True)
+    export_dataset(recs, [], tmp_path / "out")
     assert not stale.exists()
+    assert not [p for p in (tmp_path / "out").iterdir() if "staging" in p.name or "old" in p.name]

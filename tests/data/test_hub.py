@@ -195,8 +195,11 @@ def make_export(folder: Path, *, fine_grained_shards: int = 2, seed: int = 0) ->
 
 
 def local_files(folder: Path) -> dict[str, bytes]:
+    """The files a push uploads: the export's own bookkeeping (hidden files) stays local."""
     return {
-        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
     }
 
 

@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from hae_data.hashing import content_id
 from hae_data.pipeline import (
     FaceSettings,
     ShardStore,
@@ -10,6 +11,7 @@ from hae_data.pipeline import (
     finalise,
     plan_shards,
     read_plan,
+    remove_plans,
     shard_fingerprint,
     write_plans,
 )
@@ -119,7 +121,32 @@ def test_detect_shard_reuses_detections_but_not_labels_or_rule(tmp_path):
     assert {r.file_name for r in strict.result.rejections} >= {"group.jpg", "none.jpg"}
 
 
+def test_same_size_edit_with_the_mtime_put_back_is_detected_again(tmp_path):
+    """``cp -p`` / ``rsync -t`` / ``exiftool -P``: same size, same mtime, other bytes."""
+    settings = FaceSettings(device="cpu")
+    _write_photos(tmp_path)
+    first = detect_shard(_photo_records(tmp_path), settings, tmp_path / "work")
+    one = tmp_path / "one.jpg"
+    st = one.stat()
+    data = bytearray(one.read_bytes())
+    data[-3] ^= 0xFF  # a byte in the JPEG's entropy-coded tail: same size, other content
+    one.write_bytes(bytes(data))
+    os.utime(one, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert one.stat().st_size == st.st_size and one.stat().st_mtime_ns == st.st_mtime_ns
+    again = detect_shard(_photo_records(tmp_path), settings, tmp_path / "work")
+    assert not again.reused and again.fingerprint != first.fingerprint
+    [kept] = again.result.records
+    assert kept.image_id == content_id(bytes(data)) != first.result.records[0].image_id
+
+
 def test_face_settings_fail_fast(tmp_path):
+    with pytest.raises(ValueError, match="device"):
+        FaceSettings(device="gpu").validate()
+    with pytest.raises(ValueError, match="device"):
+        FaceSettings(device="cudax").validate(local=False)
+    FaceSettings(device="cuda:1").validate(local=False)  # remote workers may have the GPU
+    with pytest.raises(ValueError, match="workers"):
+        FaceSettings(workers=0).validate()
     with pytest.raises(ValueError, match="threshold"):
         FaceSettings(threshold=1.5).validate()
     with pytest.raises(ValueError, match="does not exist"):
@@ -178,15 +205,19 @@ def test_finalise_runs_every_scoring_stage(tmp_path):
         assert r.split in ("train", "test")
 
 
-def test_shard_plans_round_trip_and_replace_stale_ones(tmp_path):
+def test_shard_plans_of_two_builds_never_meet(tmp_path):
     recs = _recs(tmp_path, 5)
-    paths = write_plans([recs[:2], recs[2:4], recs[4:]], tmp_path / "work")
-    assert len(paths) == 3
+    work = tmp_path / "work"
+    paths = write_plans([recs[:2], recs[2:4], recs[4:]], work, "build-a")
+    other = write_plans([recs], work, "build-b")
     assert [r.file_name for p in paths for r in read_plan(p)] == [r.file_name for r in recs]
-    assert len(write_plans([recs], tmp_path / "work")) == 1
-    assert len(list((tmp_path / "work" / "plans").glob("*.json"))) == 1
+    assert [r.file_name for r in read_plan(other[0])] == [r.file_name for r in recs]
+    remove_plans(work, "build-b")  # one build's clean-up leaves the other's plans alone
+    assert [r.file_name for p in paths for r in read_plan(p)] == [r.file_name for r in recs]
     with pytest.raises(FileNotFoundError):
-        read_plan(paths[2])
+        read_plan(other[0])
+    remove_plans(work)
+    assert not any((work / "plans").iterdir())
 
 
 def test_build_spec_refuses_mixing_the_release_with_raw_sources(tmp_path):
