@@ -285,7 +285,7 @@ def _export_locked(
             shutil.copyfile(src, dest)
         out.commit(stage)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        out.discard(stage)
 
     return ExportSummary(
         output_dir=out.path,

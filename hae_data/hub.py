@@ -44,9 +44,10 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hae_data.outdir import EXPORT_ENTRIES
 
@@ -220,6 +221,29 @@ def push_to_hub(
             base_delay=retry_base_delay,
         )
 
+    with _scrubbed_logs(token):
+        commit_url = _push(api, manifest, repo_id, private, branch, revision, message, retried)
+    logger.info(
+        "pushed %d files (%d bytes) to dataset repo %s: %s",
+        len(manifest.files),
+        manifest.total_bytes,
+        repo_id,
+        commit_url,
+    )
+    return commit_url
+
+
+def _push(
+    api: Any,
+    manifest: ExportManifest,
+    repo_id: str,
+    private: bool,
+    branch: str,
+    revision: str | None,
+    message: str,
+    retried: Callable[[str, Callable[[], Any]], Any],
+) -> str:
+    """The push's Hub calls, each through ``retried``; returns the commit URL."""
     retried(
         "create repo",
         lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True),
@@ -250,15 +274,43 @@ def push_to_hub(
             delete_patterns=list(MANAGED_PATTERNS),
         ),
     )
-    commit_url = str(getattr(commit, "commit_url", None) or commit)
-    logger.info(
-        "pushed %d files (%d bytes) to dataset repo %s: %s",
-        len(manifest.files),
-        manifest.total_bytes,
-        repo_id,
-        commit_url,
-    )
-    return commit_url
+    return str(getattr(commit, "commit_url", None) or commit)
+
+
+class _ScrubFilter(logging.Filter):
+    """Rewrites a log record that holds the token (a third-party debug line that prints a
+    response echoing the Authorization header, say) before any handler writes it."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = _scrub(text, self.token)
+        if clean != text:
+            record.msg, record.args = clean, None
+        if record.exc_info:
+            formatted = logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, _scrub(formatted, self.token)
+        elif record.exc_text:
+            record.exc_text = _scrub(record.exc_text, self.token)
+        return True
+
+
+@contextmanager
+def _scrubbed_logs(token: str) -> Iterator[None]:
+    """Scrub the token from every record any handler of this process writes during a push."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    handlers = {h for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers}
+    scrub = _ScrubFilter(token)
+    for handler in handlers:
+        handler.addFilter(scrub)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(scrub)
 
 
 def _with_retries(

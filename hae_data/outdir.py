@@ -206,6 +206,30 @@ class ExportFolder:
         _write_json(self.path / _JOURNAL_NAME, journal)
         self._roll_forward(journal)
 
+    def discard(self, stage: Path) -> None:
+        """Remove a staging folder that never reached :meth:`commit`. One a journal names is
+        half swapped in: it stays for :meth:`recover` (the next build) to finish."""
+        journal = self._journal()
+        if journal is not None and journal.get("staging") == stage.name:
+            log.error(
+                "the export swap in %s was interrupted; the next build into it finishes it",
+                self.path,
+            )
+            return
+        shutil.rmtree(stage, ignore_errors=True)
+
+    def _journal(self) -> dict[str, Any] | None:
+        path = self.path / _JOURNAL_NAME
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BuildRefusedError(
+                f"{path} (an interrupted export's journal) is unreadable ({exc}); "
+                "inspect the folder and remove the journal by hand"
+            ) from None
+
     def _roll_forward(self, journal: dict[str, Any]) -> None:
         # Every step is one rename guarded by the state it leaves, so running this again after
         # a kill at any point continues where the first run stopped.
@@ -237,21 +261,16 @@ class ExportFolder:
         """
         if not self.path.is_dir():
             return
-        journal_path = self.path / _JOURNAL_NAME
-        if journal_path.exists():
-            try:
-                journal = json.loads(journal_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise BuildRefusedError(
-                    f"{journal_path} (an interrupted export's journal) is unreadable ({exc}); "
-                    "inspect the folder and remove the journal by hand"
-                ) from None
+        journal = self._journal()
+        if journal is not None:
             log.warning("finishing the export swap a killed build left in %s", self.path)
             self._roll_forward(journal)
         for entry in self.path.iterdir():
             if entry.name.startswith((_STAGING_PREFIX, _OLD_PREFIX)) and entry.is_dir():
                 log.warning("removing %s, left by an interrupted export", entry)
                 shutil.rmtree(entry, ignore_errors=True)
+            elif entry.name.startswith(".humanbeauty") and ".tmp-" in entry.name:
+                entry.unlink(missing_ok=True)  # a manifest or journal killed while written
 
 
 def _plain_name(name: str) -> bool:

@@ -229,16 +229,23 @@ class LocalHub:
     # -- test controls ---------------------------------------------------------------------
 
     def fail(
-        self, route: str, times: int = 1, status: int = 503, retry_after: float | None = None
+        self,
+        route: str,
+        times: int = 1,
+        status: int = 503,
+        retry_after: float | None = None,
+        echo_authorization: bool = False,
     ) -> None:
         """Make the next `times` calls of `route` fail.
 
         `status` > 0 answers with that code (and a Retry-After header if given) without doing
         anything; `DROP` closes the connection without an answer; `LOSE_RESPONSE` does the work
-        and then closes the connection, as when a response is lost on the way back.
+        and then closes the connection, as when a response is lost on the way back. With
+        `echo_authorization`, the error body and message header repeat the request's
+        Authorization header, as some proxies and debug servers do.
         """
         with self._lock:
-            self._faults[route].extend([(status, retry_after)] * times)
+            self._faults[route].extend([(status, retry_after, echo_authorization)] * times)
 
     def reset(self) -> None:
         """Forget every repository, object, record and pending fault (the port stays)."""
@@ -263,7 +270,7 @@ class LocalHub:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def _take_fault(self, route: str) -> tuple[int, float | None] | None:
+    def _take_fault(self, route: str) -> tuple[int, float | None, bool] | None:
         with self._lock:
             queue = self._faults.get(route)
             return queue.popleft() if queue else None
@@ -652,14 +659,18 @@ class _Handler(BaseHTTPRequestHandler):
             with hub._lock:
                 hub.unhandled.append(f"{method} {self.path}")
             return self._send(404, {"error": f"no route for {method} {self.path}"})
-        status, retry_after = hub._take_fault(route) or (None, None)
+        status, retry_after, echo = hub._take_fault(route) or (None, None, False)
         if status == DROP:
             # An abrupt disconnect: the client sees a protocol error, never a status code.
             self.close_connection = True
             return DROP, None
         if status is not None and status != LOSE_RESPONSE:
             headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-            return self._send(status, {"error": f"injected failure on {route}"}, headers)
+            message = f"injected failure on {route}"
+            if echo:
+                message += f" (request had Authorization: {authorization})"
+                headers["X-Error-Message"] = message
+            return self._send(status, {"error": message}, headers)
         lose_response = status == LOSE_RESPONSE
         try:
             if route not in _PUBLIC_ROUTES:

@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import random
 
 import numpy as np
@@ -295,3 +296,30 @@ def test_stale_staging_folder_of_a_killed_export_is_removed(tmp_path):
     export_dataset(recs, [], tmp_path / "out")
     assert not stale.exists()
     assert not [p for p in (tmp_path / "out").iterdir() if "staging" in p.name or "old" in p.name]
+
+
+def test_rejected_parquet_names_items_relative_to_their_source_root(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=6, n_fine=4)
+    root = tmp_path / "datasets" / "AVA"
+    missing = root / "images" / "123.jpg"
+    rej = Rejection(
+        source="ava",
+        file_name="images/123.jpg",
+        reason="missing_file",
+        stage="load",
+        detail=f"AVA.txt line 4: image file not found at {str(missing)!r}",
+        image_path=str(missing),
+    )
+    victim = next(r for r in recs if r.part == "overall")
+    os.unlink(victim.image_path)  # vanishes between detection and export
+    export_dataset(recs, [rej], tmp_path / "out")
+    table = pq.read_table(tmp_path / "out" / "rejected.parquet")
+    assert "image_path" not in table.column_names
+    rows = {r["file_name"]: r for r in table.to_pylist()}
+    assert (
+        rows["images/123.jpg"]["detail"]
+        == "AVA.txt line 4: image file not found at 'images/123.jpg'"
+    )
+    assert rows[victim.file_name]["stage"] == "export"
+    raw = (tmp_path / "out" / "rejected.parquet").read_bytes()
+    assert str(tmp_path).encode() not in raw

@@ -40,7 +40,7 @@ REPO = "humanbeauty-org/humanbeauty-test"
 # request line runs some pushes with extra env vars, capturing everything written to fd 1 and 2
 # (log records, HF_DEBUG curl lines, progress bars), and answers one JSON line on its own fd.
 _WORKER = r"""
-import json, logging, os, sys, tempfile, time
+import json, logging, os, sys, tempfile, time, traceback
 answers = os.fdopen(os.dup(1), "w")
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                     format="%(levelname)s %(name)s: %(message)s")
@@ -53,7 +53,9 @@ def run(push):
     except Exception as exc:
         result = {"error": type(exc).__name__, "message": str(exc),
                   "status_code": getattr(exc, "status_code", None),
-                  "attempts": getattr(exc, "attempts", None)}
+                  "attempts": getattr(exc, "attempts", None),
+                  "transient": getattr(exc, "transient", None),
+                  "traceback": "".join(traceback.format_exception(exc))}
     result["elapsed"] = time.perf_counter() - start
     return result
 
@@ -360,6 +362,25 @@ def test_client_errors_fail_fast_without_retries(
         assert "token was rejected" in result["message"]
         assert hub.repos == {}
     assert_clean(hub)
+
+
+@pytest.mark.parametrize(("status", "transient"), [(401, False), (503, True)])
+def test_a_server_that_echoes_the_token_never_gets_it_into_any_output(
+    pusher, hub, export_dir, status, transient
+):
+    hub.fail("create", times=3, status=status, echo_authorization=True)
+
+    pushed = pusher.run([{"folder": export_dir, "repo_id": REPO, "token": TOKEN, "max_retries": 2}])
+
+    result = pushed.only
+    assert result["error"] == "HubPushError" and result["transient"] is transient
+    assert "Authorization: Bearer" in result["message"]  # the echo itself reached us...
+    for text in (result["message"], result["traceback"], pushed.stderr):
+        assert TOKEN not in text  # ...the token did not, in the error, its chain or the logs
+        assert TOKEN[:12] not in text
+    # The chain is cut: the library's exception (holding the raw response) is not under it.
+    assert "During handling" not in result["traceback"]
+    assert "direct cause" not in result["traceback"]
 
 
 def test_a_push_that_runs_out_of_retries_resumes_on_the_next_run(pusher, hub, export_dir):

@@ -124,3 +124,41 @@ def test_decompression_bomb_header_is_rejected_before_decoding():
     with pytest.raises(ImageDecodeError) as info:
         decode_image(bomb)
     assert info.value.reason == "too_large"
+
+
+def test_decode_threads_share_a_pixel_budget(tmp_path):
+    """Eight threads over 2-MP PNGs with a 5-MP budget: never more than 5 MP held at once,
+    every image still decoded (a lone image larger than the budget too)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hae_data.images import PixelBudget, read_reduced
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (1000, 2000, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (3000, 2000), "gray").save(big)  # 6 MP > the whole budget
+    budget = PixelBudget(5_000_000)
+    seen = []
+    real_acquire = budget.acquire
+
+    def acquire(pixels):
+        got = real_acquire(pixels)
+        seen.append((threading.get_ident(), budget.in_use))
+        return got
+
+    budget.acquire = acquire
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda p: read_reduced(p, long_side=64, budget=budget), paths))
+    assert all(r.pixels.shape[:2] == (32, 64) for r in results)
+    assert budget.peak <= 4_000_000  # two 2-MP images fit, a third would pass 5 MP
+    assert len({t for t, _ in seen}) > 1  # several threads did decode
+    assert budget.in_use == 0
+    assert read_reduced(big, long_side=64, budget=budget).width == 3000
+    assert budget.peak == 5_000_000 and budget.in_use == 0
+    with pytest.raises(ValueError):
+        PixelBudget(0)

@@ -2,6 +2,7 @@ import json
 import os
 import signal
 import subprocess
+from collections import Counter
 
 import pytest
 from datasets import load_dataset
@@ -21,6 +22,14 @@ def test_demo_build_keeps_and_rejects_what_the_demo_says(demo, demo_build):
         assert stats[name]["rejected"] == dict(reasons), name
         assert stats[name]["rejected_rating_rows"] == rating_rows, name
     assert result["shards_reused"] == 0 and result["shards_total"] == len(stats)
+    # One count everywhere: the result's reasons are stats.json's (export stage included), and
+    # a dropped rating row is not a rejected image.
+    by_reason = Counter()
+    for name in stats:
+        by_reason.update(stats[name]["rejected"])
+    assert result["rejected_by_reason"] == dict(by_reason)
+    assert result["rejected_rating_rows"] == sum(r for _, _, r in expected_counts(demo).values())
+    assert result["totals"]["rejected"] == sum(by_reason.values())
     overall = _load(out, "overall", "train")
     fine = _load(out, "fine_grained", "test")
     assert len(overall) == result["rows"]["overall"]["train"] > 0
@@ -160,6 +169,104 @@ def test_bad_arguments_fail_at_start_up(args, message, tmp_path):
     assert message in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--test-fraction", "2"], "test_fraction must be in (0, 1)"),
+        (["--shard-size", "0"], "shard_size must be >= 1"),
+        (["--dask-workers", "0"], "dask_workers must be >= 1"),
+        (["--device", "gpu"], "device must be auto, cpu, cuda or cuda:N"),
+        (["--threshold", "1.5"], "threshold must be in [0, 1]"),
+        (["--hub-repo-id", "no-slash"], "must look like 'namespace/name'"),
+        (["--hub-repo-id", "org/name"], "no Hugging Face token"),
+        (["--source", "ava={tmp}/src", "--output-dir", "{tmp}"], "contains the source folder"),
+        (["--source", "ava={tmp}/src", "--output-dir", "{tmp}/src"], "is the source folder"),
+        (["--output-dir", "{tmp}/src"], "is not an export of this project"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(args, message, tmp_path, monkeypatch, capsys):
+    """Exit 2 before Prefect starts or anything is written (these used to surface after
+    detection, or after the whole build; ``--dask-workers 0`` hung)."""
+    import huggingface_hub
+
+    from flows.build_humanbeauty import main
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)  # no HF_TOKEN, no login
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "AVA.txt").write_text("mine\n")
+    with pytest.raises(SystemExit) as exit_:
+        main([a.format(tmp=tmp_path) for a in args])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # nothing written
+    assert [p.name for p in (tmp_path / "src").iterdir()] == ["AVA.txt"]
+
+
+def test_the_flow_refuses_an_output_folder_holding_the_sources(prefect_server, tmp_path):
+    """The deployment path (no CLI in front): the flow itself refuses, before any work."""
+    from flows.build_humanbeauty import build_humanbeauty
+    from hae_data.demo import write_demo
+    from hae_data.outdir import BuildRefusedError
+
+    home = tmp_path / "home"
+    demo = write_demo(home / "data")
+    before = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    with pytest.raises(BuildRefusedError, match="contains the source folder"):
+        build_humanbeauty(sources_config=str(demo.config), output_dir=str(home))
+    assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == before
+
+
+def test_a_second_build_into_the_same_folder_is_refused(prefect_server, demo, tmp_path):
+    from flows.build_humanbeauty import build_humanbeauty
+    from hae_data.outdir import BuildBusyError
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [PYTHON, "-c", _HOLD_LOCK, str(out)],
+        cwd=ROOT,
+        env=subprocess_env(tmp_path / "prefect"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BuildBusyError, match=f"pid {holder.pid}"):
+            build_humanbeauty(sources_config=str(demo.config), output_dir=str(out))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in out.iterdir()) == [".humanbeauty.lock"]
+
+
+_HOLD_LOCK = """
+import sys
+from hae_data.outdir import BuildLock
+BuildLock(sys.argv[1]).acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_build_that_keeps_nothing_leaves_the_previous_export(prefect_server, demo, tmp_path):
+    """The images folder unmounted: every row is missing_file; the good export stays."""
+    import shutil
+
+    from flows.build_humanbeauty import build_humanbeauty
+    from hae_data.export import EmptyExportError
+
+    src = tmp_path / "baid"
+    shutil.copytree(demo.sources["baid"], src)
+    out = tmp_path / "out"
+    first = build_humanbeauty(sources={"baid": str(src)}, output_dir=str(out))
+    assert first["totals"]["kept"] > 0
+    before = {p: p.read_bytes() for p in (out / "data").rglob("*") if p.is_file()}
+    (src / "images").rename(tmp_path / "unmounted")
+    with pytest.raises(EmptyExportError, match="missing_file"):
+        build_humanbeauty(sources={"baid": str(src)}, output_dir=str(out))
+    assert {p: p.read_bytes() for p in (out / "data").rglob("*") if p.is_file()} == before
+
+
 def test_detection_subflow_gets_plan_paths_not_records(demo_build):
     """Flow-run parameters live on the Prefect server: records must never travel that way."""
     from prefect.client.orchestration import get_client
@@ -174,3 +281,31 @@ def test_detection_subflow_gets_plan_paths_not_records(demo_build):
         plans = run.parameters["plans"]
         assert plans and all(isinstance(p, str) and p.endswith(".json") for p in plans)
         assert len(json.dumps(run.parameters, default=str)) < 20_000
+
+
+@pytest.mark.parametrize(("transient", "calls"), [(False, 1), (True, 5)])
+def test_prefect_retries_a_push_only_when_it_can_succeed(
+    prefect_server, monkeypatch, transient, calls
+):
+    """A 401 or a bad id fails at once; a 503 is retried by Prefect (the one retry layer)."""
+    from prefect import flow
+
+    import hae_data.hub
+    from flows.build_humanbeauty import push_task
+    from hae_data.hub import HubPushError
+
+    seen = []
+
+    def push(folder, repo_id, *, private, max_retries):
+        seen.append(max_retries)
+        raise HubPushError("nope", status_code=503 if transient else 401, transient=transient)
+
+    monkeypatch.setattr(hae_data.hub, "push_to_hub", push)
+
+    @flow
+    def push_once():
+        return push_task.with_options(retry_delay_seconds=0)("out", "org/name", True)
+
+    with pytest.raises(HubPushError):
+        push_once()
+    assert seen == [0] * calls  # the library itself tries once per call
