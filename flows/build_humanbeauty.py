@@ -8,7 +8,6 @@ Run it in-process on the embedded demo with ``python -m flows.build_humanbeauty`
 
 import argparse
 import json
-import logging
 import sys
 import time
 from collections import Counter
@@ -16,8 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
@@ -44,7 +49,7 @@ DEFAULT_DEMO_SOURCES = "out/demo-sources"
 MB = 2**20
 
 
-@task(name="load-source", cache_policy=NO_CACHE)
+@task(name="load-source", task_run_name="load-source[{name}]", cache_policy=NO_CACHE)
 def load_source_task(name: str, root: str, options: dict[str, Any]) -> StageResult:
     """Read one source from its native layout."""
     return pipeline.load_source(name, root, options)
@@ -61,7 +66,7 @@ def detect_shard_task(plan: str, settings: FaceSettings, work_dir: str) -> Shard
     return pipeline.detect_shard(records, settings, work_dir)
 
 
-@task(name="finalise", cache_policy=NO_CACHE)
+@task(name="finalise", task_run_name="finalise", cache_policy=NO_CACHE)
 def finalise_task(records: list, test_fraction: float, quick_per_source: int) -> StageResult:
     """De-duplicate, normalise per source, levels, QA pairs, split."""
     return pipeline.finalise(
@@ -69,7 +74,7 @@ def finalise_task(records: list, test_fraction: float, quick_per_source: int) ->
     )
 
 
-@task(name="export", cache_policy=NO_CACHE)
+@task(name="export", task_run_name="export", cache_policy=NO_CACHE)
 def export_task(
     records: list,
     rejections: list,
@@ -105,6 +110,7 @@ def _retry_push(task: Any, task_run: Any, state: Any) -> bool:
 # transient failures with backoff; huggingface_hub's own per-request backoff sits below both.
 @task(
     name="push-to-hub",
+    task_run_name="push-to-hub[{repo_id}]",
     cache_policy=NO_CACHE,
     retries=4,
     retry_delay_seconds=[10, 30, 120, 300],
@@ -129,22 +135,99 @@ def _task_runner(kind: str, dask_address: str | None, dask_workers: int) -> Any:
     )
 
 
-@flow(name="detect-faces", validate_parameters=False)
+@flow(name="face-filter", flow_run_name="face-filter", validate_parameters=False)
 def detect_faces(
-    plans: list[str], settings: FaceSettings, work_dir: str
+    plans: list[str],
+    settings: FaceSettings,
+    work_dir: str,
+    labels: list[str] | None = None,
+    sizes: list[int] | None = None,
 ) -> tuple[StageResult, int]:
     """Run the face stage over every shard plan on this flow's task runner; returns the merged
-    result and how many shards were reused from completion files."""
-    futures = [detect_shard_task.submit(plan, settings, work_dir) for plan in plans]
+    result and how many shards were reused from completion files.
+
+    ``labels`` name the shards' task runs (``detect-faces[ava 3/12]``) and ``sizes`` (images per
+    shard) drive the progress line, the progress artifact and, on a terminal, a progress bar.
+    """
+    log = get_run_logger()
+    labels = labels or [f"{i + 1}/{len(plans)}" for i in range(len(plans))]
+    sizes = sizes or [0] * len(plans)
+    futures = {
+        detect_shard_task.with_options(task_run_name=f"detect-faces[{label}]").submit(
+            plan, settings, work_dir
+        ): i
+        for i, (plan, label) in enumerate(zip(plans, labels, strict=True))
+    }
+    outcomes: list[ShardOutcome | None] = [None] * len(plans)
+    progress = _Progress(sum(sizes), len(plans))
+    for fut in as_completed(list(futures)):
+        i = futures[fut]
+        outcomes[i] = fut.result()
+        progress.shard_done(sizes[i], outcomes[i].reused)  # type: ignore[union-attr]
+        log.info("faces: shard %s %s; %s", labels[i], progress.last, progress.line())
+    progress.close()
     merged, reused = StageResult(), 0
-    for fut in futures:
-        outcome: ShardOutcome = fut.result()
-        merged.extend(outcome.result)
-        reused += outcome.reused
+    for outcome in outcomes:  # plan order, whatever order the shards finished in
+        merged.extend(outcome.result)  # type: ignore[union-attr]
+        reused += outcome.reused  # type: ignore[union-attr]
     return merged, reused
 
 
-@flow(name="build-humanbeauty", log_prints=False)
+class _Progress:
+    """Images done, rate and ETA of the face stage, as a log line, a Prefect progress artifact
+    and (on a terminal) a tqdm bar."""
+
+    def __init__(self, images: int, shards: int) -> None:
+        from tqdm import tqdm
+
+        self.images, self.shards = images, shards
+        self.done_images = self.done_shards = self.detected = 0
+        self.started = time.perf_counter()
+        self.last = ""
+        self._artifact = create_progress_artifact(
+            progress=0.0,
+            key="humanbeauty-faces",
+            description=f"Face filter: {images} images in {shards} shards",
+        )
+        self._bar = tqdm(
+            total=images, unit="img", desc="faces", disable=not sys.stderr.isatty(), leave=False
+        )
+
+    def shard_done(self, images: int, reused: bool) -> None:
+        """Count one finished shard of ``images`` images (``reused``: from a completion file)."""
+        self.done_shards += 1
+        self.done_images += images
+        self.detected += 0 if reused else images
+        self.last = f"({images} images, {'reused' if reused else 'detected'})"
+        self._bar.update(images)
+        if self._artifact is not None and self.images:
+            update_progress_artifact(self._artifact, 100.0 * self.done_images / self.images)
+
+    def line(self) -> str:
+        """``done/total`` shards and images, detection rate, ETA."""
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.detected / elapsed
+        left = self.images - self.done_images
+        eta = f", ETA {left / rate:.0f} s" if rate > 0 and left else ""
+        return (
+            f"{self.done_shards}/{self.shards} shards, {self.done_images}/{self.images} images, "
+            f"{rate:.1f} images/s{eta}"
+        )
+
+    def close(self) -> None:
+        """Close the terminal bar."""
+        self._bar.close()
+
+
+def _run_name() -> str:
+    """``build-<output folder>-<UTC time>``: a run says what it builds, not ``crazy-alpaca``."""
+    from prefect.runtime import flow_run
+
+    out = Path(str(flow_run.parameters.get("output_dir") or DEFAULT_OUTPUT)).name
+    return f"build-{out}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+@flow(name="build-humanbeauty", flow_run_name=_run_name, log_prints=False)
 def build_humanbeauty(
     sources: dict[str, Any] | None = None,
     sources_config: str | None = None,
@@ -292,9 +375,13 @@ def _build(
 
     clock = time.perf_counter()
     plans = pipeline.write_plans(shards, work, build_id)
+    labels = _shard_labels(shards)
+    sizes = [len(s) for s in shards]
     n_images, load_rejections = len(loaded.records), loaded.rejections
     del loaded, shards  # the plans hold the records now; keep one copy in memory, not two
-    faced, reused = detect_faces.with_options(task_runner=runner)(plans, settings, str(work))
+    faced, reused = detect_faces.with_options(task_runner=runner)(
+        plans, settings, str(work), labels, sizes
+    )
     timings["faces"] = time.perf_counter() - clock
     clock = time.perf_counter()
     # quote(): Prefect would otherwise walk every field of every record to look for futures.
@@ -316,10 +403,10 @@ def _build(
 
     stats = exported["stats"]
     table = summary_markdown(stats)
-    _artifacts(stats, table, out)
     clock = time.perf_counter()
     hub_url = push_task(str(out), hub_repo_id, hub_private) if hub_repo_id else None
     timings["push"] = time.perf_counter() - clock
+    _artifacts(stats, table, out, timings)
     by_reason: Counter[str] = Counter()
     for source in stats["sources"].values():
         by_reason.update(source["rejected"])
@@ -340,6 +427,7 @@ def _build(
         "table": table,
     }
     totals = stats["totals"]
+    log.info("timings: %s", _format_timings(timings))
     log.info(
         "built %s: %d kept (%d train, %d test), %d rejected; %d of %d detection shards reused",
         out,
@@ -353,7 +441,23 @@ def _build(
     return result
 
 
-def _artifacts(stats: dict[str, Any], table: str, out: Path) -> None:
+def _shard_labels(shards: list[list[Any]]) -> list[str]:
+    """``ava 3/12`` per shard: its source and its place among that source's shards."""
+    per_source = Counter(shard[0].source for shard in shards)
+    seen: Counter[str] = Counter()
+    labels = []
+    for shard in shards:
+        source = shard[0].source  # a shard never mixes sources (plan_shards)
+        seen[source] += 1
+        labels.append(f"{source} {seen[source]}/{per_source[source]}")
+    return labels
+
+
+def _format_timings(timings: dict[str, float]) -> str:
+    return ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items())
+
+
+def _artifacts(stats: dict[str, Any], table: str, out: Path, timings: dict[str, float]) -> None:
     """The per-source table and the histograms as artifacts of this flow run."""
     import base64
 
@@ -374,7 +478,8 @@ def _artifacts(stats: dict[str, Any], table: str, out: Path) -> None:
         encoded = base64.b64encode(png.read_bytes()).decode()
         images.append(f"### {png.stem}\n\n![{png.stem}](data:image/png;base64,{encoded})\n")
     create_markdown_artifact(
-        f"# HumanBeauty build\n\nOutput: `{out.resolve()}`\n\n{table}\n" + "\n".join(images),
+        f"# HumanBeauty build\n\nOutput: `{out.resolve()}`\n\n{table}\n"
+        f"Stage timings: {_format_timings(timings)}\n\n" + "\n".join(images),
         key="humanbeauty-report",
         description="Per-source table and score histograms",
     )
@@ -476,7 +581,6 @@ def main(argv: list[str] | None = None) -> int:
         _check_before_start(args, sources)
     except (ValueError, HubPushError) as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = build_humanbeauty(
             sources=sources or None,

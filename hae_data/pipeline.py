@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -506,6 +507,7 @@ def detect_shard(
         results = {name: _face_result_from_dict(raw) for name, raw in stored.items()}
         log.info("faces: shard %s... already done (%d records)", fingerprint[:12], len(records))
     else:
+        started = time.perf_counter()
         with _DETECT_LOCK:
             detected = detect_items(
                 records,
@@ -517,6 +519,15 @@ def detect_shard(
             )
             results = {rec.file_name: res for rec, res in detected}
         store.save(fingerprint, {name: asdict(res) for name, res in results.items()})
+        seconds = time.perf_counter() - started
+        log.info(
+            "faces: shard %s... (%s, %d images) detected in %.1f s, %.1f images/s",
+            fingerprint[:12],
+            records[0].source if records else "-",
+            len(records),
+            seconds,
+            len(records) / max(seconds, 1e-9),
+        )
     kept, rejected = decide_records(
         ((rec, results[rec.file_name]) for rec in records),
         threshold=settings.threshold,

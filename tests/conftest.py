@@ -15,3 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The flows package's own defaults (library loggers routed into flow-run logs, a patient
+# temporary server): imported here, before any test module imports prefect.
+import flows  # noqa: E402, F401

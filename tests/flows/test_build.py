@@ -274,7 +274,7 @@ def test_detection_subflow_gets_plan_paths_not_records(demo_build):
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["detect-faces"]))
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["face-filter"]))
         )
     assert runs
     for run in runs:
@@ -309,3 +309,39 @@ def test_prefect_retries_a_push_only_when_it_can_succeed(
     with pytest.raises(HubPushError):
         push_once()
     assert seen == [0] * calls  # the library itself tries once per call
+
+
+def test_runs_and_tasks_say_what_they_do_and_library_logs_reach_the_run(demo_build):
+    """Run names from the output folder, task names per source and shard, the library's own
+    log lines in the flow-run logs, the progress artifact at 100%."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowFilter,
+        FlowFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    with get_client(sync_client=True) as client:
+        [run] = [
+            r
+            for r in client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["build-humanbeauty"]))
+            )
+            if r.parameters.get("output_dir") == str(demo_build[1])
+        ]
+        tasks = {t.name for t in client.read_task_runs()}
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["humanbeauty-faces"]))
+        )
+    assert run.name.startswith("build-humanbeauty-2")
+    assert {"load-source[ava]", "load-source[humanbeauty_50k]", "detect-faces[ava 1/1]"} <= tasks
+    assert {"finalise", "export"} <= tasks
+    library = [entry.message for entry in logs if entry.name.startswith("hae_data")]
+    assert any(m.startswith("ava: ") and "records" in m for m in library), library
+    assert any(m.startswith("exported ") for m in library), library
+    assert any(m.startswith("timings: load ") for m in (e.message for e in logs))
+    assert progress and progress[-1].data == 100.0
