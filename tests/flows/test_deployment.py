@@ -1,4 +1,6 @@
-"""The real deployment path: a Prefect server, `python -m flows.serve`, `prefect deployment run`."""
+"""The real deployment paths against a real Prefect server: `python -m flows.serve`, and
+`prefect deploy` (prefect.yaml) onto a process work pool with `prefect worker start`; both
+started with `prefect deployment run`."""
 
 import json
 import os
@@ -19,13 +21,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _deployment_exists(url: str) -> bool:
+def _deployment_exists(url: str, name: str = "local") -> bool:
     req = urllib.request.Request(
-        f"{url}/deployments/name/build-humanbeauty/local", headers={"Accept": "application/json"}
+        f"{url}/deployments/name/build-humanbeauty/{name}", headers={"Accept": "application/json"}
     )
     try:
         with urllib.request.urlopen(req, timeout=2) as resp:
-            return json.load(resp)["name"] == "local"
+            return json.load(resp)["name"] == name
     except OSError:
         return False
 
@@ -92,3 +94,59 @@ def test_served_deployment_builds_the_demo(demo, tmp_path):
     test = load_dataset(str(out), "fine_grained", split="test", cache_dir=str(tmp_path / "cache"))
     assert len(train) > 0 and len(test) > 0
     assert train[0]["face_count"] == 1
+
+
+def test_prefect_yaml_deploys_onto_a_process_work_pool(demo, tmp_path):
+    """The README's `prefect deploy` path: work pool, deploy from prefect.yaml, worker, run."""
+    import shutil
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = subprocess_env(tmp_path / "prefect-home", PREFECT_API_URL=api, PWD=str(ROOT))
+    prefect = [PYTHON, "-m", "prefect"]
+    popen = dict(
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    src = tmp_path / "baid"
+    shutil.copytree(demo.sources["baid"], src)  # one source keeps the run short
+    out = tmp_path / "out"
+
+    def prefect_cli(*args: str, timeout: float = 180) -> str:
+        done = subprocess.run(
+            [*prefect, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
+        return done.stdout + done.stderr
+
+    server = subprocess.Popen(
+        [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], **popen
+    )
+    worker = None
+    try:
+        wait_for(lambda: _healthy(api), 120, "the Prefect server", server)
+        prefect_cli("work-pool", "create", "humanbeauty", "--type", "process")
+        prefect_cli("--no-prompt", "deploy", "--all")
+        assert _deployment_exists(api, "pool")
+        worker = subprocess.Popen([*prefect, "worker", "start", "--pool", "humanbeauty"], **popen)
+        params = json.dumps({"sources": {"baid": str(src)}, "output_dir": str(out)})
+        output = prefect_cli(
+            "deployment",
+            "run",
+            "build-humanbeauty/pool",
+            "--watch",
+            "--params",
+            params,
+            timeout=420,
+        )
+        assert "Completed" in output
+    finally:
+        if worker is not None:
+            _stop(worker)  # SIGINT, before the server
+        _stop(server)
+    train = load_dataset(str(out), "overall", split="train", cache_dir=str(tmp_path / "cache"))
+    assert len(train) > 0 and set(train["source"]) == {"baid"}
