@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -477,6 +478,14 @@ def _artifacts(stats: dict[str, Any], table: str, out: Path, timings: dict[str, 
     for png in sorted((out / "plots").glob("*.png")):
         encoded = base64.b64encode(png.read_bytes()).decode()
         images.append(f"### {png.stem}\n\n![{png.stem}](data:image/png;base64,{encoded})\n")
+    report = out / "report.html"
+    if report.is_file():
+        create_link_artifact(
+            report.resolve().as_uri(),
+            link_text="report.html",
+            key="humanbeauty-audit",
+            description="Audit page: per-source table, plots, kept and rejected galleries",
+        )
     create_markdown_artifact(
         f"# HumanBeauty build\n\nOutput: `{out.resolve()}`\n\n{table}\n"
         f"Stage timings: {_format_timings(timings)}\n\n" + "\n".join(images),

@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,13 +179,16 @@ def export_dataset(
     extra_files: Mapping[str, str | os.PathLike[str]] | None = None,
     expected_sources: Iterable[str] = (),
     allow_empty: bool = False,
+    finish: Callable[[Path, Mapping[str, Any], list[Rejection]], None] | None = None,
 ) -> ExportSummary:
     """Write records and rejections as an export folder (see the module docstring).
 
     Every record must be complete: ``image_id``, ``score``, ``level``, ``question``, ``answer``
     and ``split`` set (the pipeline's earlier stages do that). An image that can no longer be
     read at export time becomes a rejection (stage ``export``), not a crash. ``extra_files``
-    maps names inside the folder (``plots/overall.png``) to files copied in with the export.
+    maps names inside the folder (``plots/overall.png``) to files copied in with the export;
+    ``finish(staging_folder, stats, rejections)`` may write more (a report that needs the
+    stats) before the swap, so it lands atomically with the rest.
 
     The folder is handled by :class:`hae_data.outdir.ExportFolder`: a non-empty folder that is
     not a previous export is refused, and only entries an earlier export wrote are replaced.
@@ -212,6 +215,7 @@ def export_dataset(
             extra_files=extra_files or {},
             expected_sources=expected_sources,
             allow_empty=allow_empty,
+            finish=finish,
         )
     log.info(
         "exported %d rows (%s) and %d rejections to %s",
@@ -235,6 +239,7 @@ def _export_locked(
     extra_files: Mapping[str, str | os.PathLike[str]],
     expected_sources: Iterable[str],
     allow_empty: bool,
+    finish: Callable[[Path, Mapping[str, Any], list[Rejection]], None] | None,
 ) -> ExportSummary:
     stage = out.new_staging()
     try:
@@ -283,6 +288,8 @@ def _export_locked(
             dest = stage / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
+        if finish is not None:
+            finish(stage, stats, rejected)
         out.commit(stage)
     finally:
         out.discard(stage)

@@ -54,7 +54,15 @@ _STAGING_PREFIX = ".humanbeauty-staging-"
 _OLD_PREFIX = ".humanbeauty-old-"
 #: The top-level entries an export writes (and a push uploads). Anything else in the folder (a
 #: flow's work directory, a user's notes) is never replaced.
-EXPORT_ENTRIES = ("data", "README.md", "stats.json", "stats.md", "rejected.parquet", "plots")
+EXPORT_ENTRIES = (
+    "data",
+    "README.md",
+    "stats.json",
+    "stats.md",
+    "rejected.parquet",
+    "plots",
+    "report.html",
+)
 #: What an export of an earlier version (before manifests) held; recognised as ours.
 _LEGACY_ENTRIES = frozenset({*EXPORT_ENTRIES, "_work"})
 _FORMAT = 1

@@ -45,6 +45,8 @@ def test_demo_build_keeps_and_rejects_what_the_demo_says(demo, demo_build):
         "rejected.parquet",
         "plots/scores.png",
         "plots/levels.png",
+        "plots/dimensions.png",
+        "report.html",
     ):
         assert (out / name).is_file(), name
     assert "| AVA |" in result["table"]
