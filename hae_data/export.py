@@ -87,9 +87,54 @@ class ExportSummary:
         return sum(n for splits in self.rows.values() for n in splits.values())
 
 
+#: Content-defined page boundaries, as ``datasets``' own Parquet writer sets them: a page's
+#: bytes depend on its rows, not on what came before, so a re-push of a slightly changed build
+#: (Xet deduplicates by content) uploads the changed pages, not whole shards.
+CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+
+
+def _writer_options() -> dict[str, Any]:
+    """``pq.ParquetWriter`` options: a page index (readers skip pages), content-defined
+    chunking, and the image bytes stored plain and uncompressed (JPEG/PNG bytes do not shrink,
+    and compression would hide identical images from deduplication); zstd elsewhere."""
+    compression: dict[str, str] = {}
+    encoding: dict[str, str] = {}
+    dictionary: list[str] = []
+    for column in ARROW_SCHEMA:
+        for leaf in _leaf_paths(column.name, column.type):
+            if column.name == "image":
+                compression[leaf], encoding[leaf] = "none", "PLAIN"
+            else:
+                compression[leaf] = "zstd"
+                dictionary.append(leaf)
+    return {
+        "compression": compression,
+        "use_dictionary": dictionary,
+        "column_encoding": encoding,
+        "write_page_index": True,
+        "use_content_defined_chunking": CDC_OPTIONS,
+    }
+
+
+def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:
+    """Parquet's names for the leaf columns under ``path`` (``faces.list.element.box...``)."""
+    if pa.types.is_struct(pa_type):
+        return [leaf for f in pa_type for leaf in _leaf_paths(f"{path}.{f.name}", f.type)]
+    if (
+        pa.types.is_list(pa_type)
+        or pa.types.is_large_list(pa_type)
+        or (pa.types.is_fixed_size_list(pa_type))
+    ):
+        return _leaf_paths(f"{path}.list.element", pa_type.value_type)
+    return [path]
+
+
 class EmptyExportError(RuntimeError):
     """An export that would keep no image (or none of a source it was given): refused, so a
     broken mount or layout never replaces a good export with an empty one."""
+
+
+_WRITER_OPTIONS = _writer_options()
 
 
 def _check_not_empty(stats: Mapping[str, Any], expected_sources: Iterable[str]) -> None:
@@ -143,7 +188,10 @@ class _ShardSet:
         if self._writer is None:
             path = self.folder / f"{self.split}-{len(self.paths):05d}.parquet.tmp"
             self.paths.append(path)
-            self._writer = pq.ParquetWriter(path, ARROW_SCHEMA, compression="zstd")
+            self._writer = pq.ParquetWriter(path, ARROW_SCHEMA, **_WRITER_OPTIONS)
+            self._writer.add_key_value_metadata(
+                {"content_defined_chunking": json.dumps(CDC_OPTIONS)}
+            )
             self._shard_bytes = 0
         table = pa.Table.from_pylist(self._buffer, schema=ARROW_SCHEMA)
         self._writer.write_table(table, row_group_size=len(self._buffer))

@@ -323,3 +323,18 @@ def test_rejected_parquet_names_items_relative_to_their_source_root(tmp_path):
     assert rows[victim.file_name]["stage"] == "export"
     raw = (tmp_path / "out" / "rejected.parquet").read_bytes()
     assert str(tmp_path).encode() not in raw
+
+
+def test_shards_have_a_page_index_content_defined_chunks_and_plain_image_bytes(tmp_path):
+    """What datasets' own writer does: readers can skip pages, and a re-pushed build that
+    changed a little deduplicates against the last push (image bytes left uncompressed)."""
+    recs, _ = make_records(tmp_path / "img", n_overall=12, n_fine=4)
+    summary = export_dataset(recs, [], tmp_path / "out")
+    path = tmp_path / "out" / summary.shards["overall"]["train"][0]
+    meta = pq.ParquetFile(path).metadata
+    assert b"content_defined_chunking" in meta.metadata
+    names = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    columns = {names[j]: meta.row_group(0).column(j) for j in range(meta.num_columns)}
+    assert columns["image.bytes"].compression == "UNCOMPRESSED"
+    assert columns["score"].compression == "ZSTD"
+    assert all(c.has_offset_index and c.has_column_index for c in columns.values())
