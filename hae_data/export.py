@@ -39,6 +39,7 @@ from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, encode_for_exp
 from hae_data.outdir import BuildLock, ExportFolder
 from hae_data.records import (
     ARROW_SCHEMA,
+    FEATURES,
     PARTS,
     RATING_STAGE,
     REJECTION_SCHEMA,
@@ -331,7 +332,12 @@ def _export_locked(
         write_rejections(rejected, stage / "rejected.parquet")
         (stage / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
         (stage / "stats.md").write_text(summary_markdown(stats), encoding="utf-8")
-        (stage / "README.md").write_text(_card(shards, stats, infos), encoding="utf-8")
+        sizes = {
+            part: {split: _split_size(stage, paths) for split, paths in splits.items()}
+            for part, splits in shards.items()
+        }
+        (stage / "README.md").write_text(_card(shards, stats, infos, sizes), encoding="utf-8")
+        (stage / "LICENSE.md").write_text(_licence_file(stats, infos) + "\n", encoding="utf-8")
         for name, src in extra_files.items():
             dest = stage / name
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -516,14 +522,34 @@ def summary_markdown(stats: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _card(
+def _split_size(stage: Path, paths: list[str]) -> tuple[int, int, int]:
+    """``(num_examples, num_bytes, download_bytes)`` of one split's shards, from their footers:
+    rows, uncompressed data bytes, file bytes (what ``dataset_info`` reports)."""
+    rows = data = files = 0
+    for rel in paths:
+        meta = pq.ParquetFile(stage / rel).metadata
+        rows += meta.num_rows
+        data += sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+        files += (stage / rel).stat().st_size
+    return rows, data, files
+
+
+PAPER_URL = "https://arxiv.org/abs/2503.23907"
+
+
+def _front_matter(
     shards: Mapping[str, Mapping[str, list[str]]],
     stats: Mapping[str, Any],
     infos: Mapping[str, SourceInfo],
+    sizes: Mapping[str, Mapping[str, tuple[int, int, int]]],
 ) -> str:
-    """The dataset card: YAML front matter with ``configs`` and a readable body."""
-    std = load_standard()
-    configs = []
+    """The card's YAML metadata, through ``huggingface_hub.DatasetCardData``: configs, the
+    ``dataset_info`` the Hub shows (features, splits with their sizes), licence fields, the
+    source datasets and the paper (an ``arxiv:`` tag, so the Hub links its paper page)."""
+    import datasets
+    from huggingface_hub import DatasetCardData
+
+    configs, info = [], []
     for part in PARTS:
         splits = shards.get(part, {})
         if not splits:
@@ -537,22 +563,80 @@ def _card(
         if part == "overall":
             entry["default"] = True
         configs.append(entry)
+        split_infos = {
+            split: datasets.SplitInfo(
+                name=split, num_bytes=sizes[part][split][1], num_examples=sizes[part][split][0]
+            )
+            for split in SPLITS
+            if splits.get(split)
+        }
+        ds_info = datasets.DatasetInfo(
+            features=FEATURES,
+            config_name=part,
+            splits=datasets.SplitDict(split_infos),
+            download_size=sum(sizes[part][s][2] for s in split_infos),
+            dataset_size=sum(sizes[part][s][1] for s in split_infos),
+        )
+        info.append({"config_name": part, **ds_info._to_yaml_dict()})
     total = stats["totals"]["kept"]
     size = next(
         (label for limit, label in _SIZE_CATEGORIES if total < limit), "n>1M"
     )  # the Hub's size_categories vocabulary
-    front = {
-        "pretty_name": "HumanBeauty",
-        "license": "other",
-        "license_name": "mixed-research-only",
-        "license_details": "Each source keeps its own terms; most are research-only. See the "
-        "Licences section.",
-        "task_categories": ["image-classification", "visual-question-answering"],
-        "tags": ["aesthetics", "image-aesthetic-assessment", "human", "humanbeauty"],
-        "size_categories": [size],
-        "configs": configs,
-    }
-    yaml_text = _yaml_dump(front)
+    titles = [infos[n].title if n in infos else n for n in stats["sources"]]
+    card = DatasetCardData(
+        pretty_name="HumanBeauty",
+        license="other",
+        license_name="mixed-research-only",
+        license_link="LICENSE.md",
+        task_categories=["image-classification", "visual-question-answering"],
+        tags=[
+            "aesthetics",
+            "image-aesthetic-assessment",
+            "human",
+            "humanbeauty",
+            "arxiv:2503.23907",
+        ],
+        size_categories=[size],
+        source_datasets=[f"extended|{t}" for t in titles],
+        configs=configs,
+        dataset_info=info,
+    )
+    return card.to_yaml()
+
+
+def _licence_lines(stats: Mapping[str, Any], infos: Mapping[str, SourceInfo]) -> list[str]:
+    """Each built source's terms, homepage and citation (the card's Licences section)."""
+    lines = [
+        "This dataset is a derivative of the sources below and inherits their terms; **most are "
+        "for non-commercial research use only**. The lines below summarise each source's terms "
+        "and are not legal advice: read the original terms at each homepage before use.",
+        "",
+    ]
+    for name in stats["sources"]:
+        info = infos.get(name)
+        if info is None:
+            lines.append(f"- **{name}**: no licence information recorded; check its origin.")
+            continue
+        lines.append(
+            f"- **{info.title}**: {info.licence} Homepage: {info.homepage}. Cite: {info.citation}"
+        )
+    return lines
+
+
+def _licence_file(stats: Mapping[str, Any], infos: Mapping[str, SourceInfo]) -> str:
+    """``LICENSE.md`` (the card's ``license_link``): every source's terms, one place."""
+    return "\n".join(["# Licences of HumanBeauty's sources", "", *_licence_lines(stats, infos)])
+
+
+def _card(
+    shards: Mapping[str, Mapping[str, list[str]]],
+    stats: Mapping[str, Any],
+    infos: Mapping[str, SourceInfo],
+    sizes: Mapping[str, Mapping[str, tuple[int, int, int]]],
+) -> str:
+    """The dataset card: YAML front matter (:func:`_front_matter`) and a readable body."""
+    std = load_standard()
+    yaml_text = _front_matter(shards, stats, infos, sizes)
     src = stats["sources"]
     lines = [
         "---",
@@ -561,8 +645,9 @@ def _card(
         "",
         "# HumanBeauty",
         "",
-        "Human image aesthetic assessment data built by the HumanBeauty pipeline (the open "
-        "implementation of arXiv 2503.23907). Two configurations share one schema:",
+        "Human image aesthetic assessment data built by the HumanBeauty pipeline, the open "
+        f"implementation of [HumanAesExpert (arXiv:2503.23907)]({PAPER_URL}). Two "
+        "configurations share one schema:",
         "",
         "- `overall`: single-face human images from public IAA datasets, one overall score per "
         "image, min-max normalised per source to [0, 1];",
@@ -631,19 +716,8 @@ def _card(
         "",
         "## Licences",
         "",
-        "This dataset is a derivative of the sources below and inherits their terms; **most are "
-        "for non-commercial research use only**. The lines below summarise each source's terms "
-        "and are not legal advice: read the original terms at each homepage before use.",
-        "",
+        *_licence_lines(stats, infos),
     ]
-    for name in src:
-        info = infos.get(name)
-        if info is None:
-            lines.append(f"- **{name}**: no licence information recorded; check its origin.")
-            continue
-        lines.append(
-            f"- **{info.title}**: {info.licence} Homepage: {info.homepage}. Cite: {info.citation}"
-        )
     lines += [
         "",
         "## Citation",
@@ -669,9 +743,3 @@ _SIZE_CATEGORIES = (
     (100_000, "10K<n<100K"),
     (1_000_000, "100K<n<1M"),
 )
-
-
-def _yaml_dump(data: Mapping[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, width=1000)

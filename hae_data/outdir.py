@@ -57,6 +57,7 @@ _OLD_PREFIX = ".humanbeauty-old-"
 EXPORT_ENTRIES = (
     "data",
     "README.md",
+    "LICENSE.md",
     "stats.json",
     "stats.md",
     "rejected.parquet",

@@ -338,3 +338,29 @@ def test_shards_have_a_page_index_content_defined_chunks_and_plain_image_bytes(t
     assert columns["image.bytes"].compression == "UNCOMPRESSED"
     assert columns["score"].compression == "ZSTD"
     assert all(c.has_offset_index and c.has_column_index for c in columns.values())
+
+
+def test_card_carries_dataset_info_licence_link_sources_and_the_paper(tmp_path):
+    from huggingface_hub import DatasetCard
+
+    recs, _ = make_records(tmp_path / "img", n_overall=12, n_fine=6)
+    summary = export_dataset(recs, [], tmp_path / "out")
+    card = DatasetCard.load(tmp_path / "out" / "README.md")
+    data = card.data.to_dict()
+    info = {c["config_name"]: c for c in data["dataset_info"]}
+    assert set(info) == {"overall", "fine_grained"}
+    for part, splits in summary.rows.items():
+        got = {s["name"]: s["num_examples"] for s in info[part]["splits"]}
+        assert got == splits
+        assert info[part]["download_size"] == sum(
+            (tmp_path / "out" / p).stat().st_size
+            for ps in summary.shards[part].values()
+            for p in ps
+        )
+    names = [f["name"] for f in info["overall"]["features"]]
+    assert names[:3] == ["image", "image_id", "source"]
+    assert data["license"] == "other" and data["license_link"] == "LICENSE.md"
+    assert "AVA" in (tmp_path / "out" / "LICENSE.md").read_text()
+    assert "arxiv:2503.23907" in data["tags"]
+    assert "extended|AVA" in data["source_datasets"]
+    assert "https://arxiv.org/abs/2503.23907" in card.text
