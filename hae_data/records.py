@@ -80,6 +80,8 @@ class Record:
     width: int | None = None
     height: int | None = None
     faces: list[Face] | None = None
+    #: Near-duplicate group (the lowest image id of the copies kept), None for a unique image.
+    duplicate_group: str | None = None
     split: str | None = None
     quick: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -147,6 +149,7 @@ FEATURES = datasets.Features(
         "height": datasets.Value("int32"),
         "face_count": datasets.Value("int32"),
         "faces": datasets.List(_FACE),
+        "duplicate_group": datasets.Value("string"),
         "split": datasets.Value("string"),
         "quick": datasets.Value("bool"),
         "metadata": datasets.Value("string"),
@@ -195,6 +198,7 @@ def record_to_row(record: Record, image_bytes: bytes) -> dict[str, Any]:
         "height": record.height,
         "face_count": len(faces),
         "faces": [{"box": f.box, "score": f.score, "landmarks": f.landmarks} for f in faces],
+        "duplicate_group": record.duplicate_group,
         "split": record.split,
         "quick": record.quick,
         "metadata": json.dumps(record.metadata, sort_keys=True, default=str),
