@@ -76,8 +76,10 @@ class BuildSpec:
 
         if not self.sources:
             raise ValueError("no sources given: name at least one source and its root folder")
+        from hae_data.protocol import check_build_sources
         from hae_data.sources import TRAINING_SOURCES
 
+        check_build_sources(self.sources)
         raw = sorted(set(self.sources) & set(TRAINING_SOURCES))
         if "humanbeauty_release" in self.sources and raw:
             # The release's rows carry their original source's name with scores already in
