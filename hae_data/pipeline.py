@@ -339,7 +339,15 @@ class FaceSettings:
         if self.weights is not None:
             st = os.stat(self.weights)
             weights = f"{Path(self.weights).name}:{st.st_size}:{st.st_mtime_ns}"
-        return {"long_side": self.long_side, "weights": weights, "min_score": self.min_score}
+        from hae_data.phash import PHASH_VERSION
+
+        # The perceptual hashes are stored with the detections: another hash, another shard.
+        return {
+            "long_side": self.long_side,
+            "weights": weights,
+            "min_score": self.min_score,
+            "phash": PHASH_VERSION,
+        }
 
 
 @dataclass
