@@ -38,6 +38,7 @@ from hae_data.export import (
     summary_rows,
 )
 from hae_data.hub import HubPushError
+from hae_data.near_duplicates import DEFAULT_MAX_DISTANCE
 from hae_data.outdir import BuildRefusedError, ExportFolder, check_not_overlapping
 from hae_data.pipeline import BuildSpec, FaceSettings, ShardOutcome, StageResult
 from hae_data.report import export_with_report
@@ -68,10 +69,15 @@ def detect_shard_task(plan: str, settings: FaceSettings, work_dir: str) -> Shard
 
 
 @task(name="finalise", task_run_name="finalise", cache_policy=NO_CACHE)
-def finalise_task(records: list, test_fraction: float, quick_per_source: int) -> StageResult:
-    """De-duplicate, normalise per source, levels, QA pairs, split."""
+def finalise_task(
+    records: list, test_fraction: float, quick_per_source: int, near_duplicate_distance: int | None
+) -> StageResult:
+    """De-duplicate (bytes, then near-duplicates), normalise per source, levels, QA, split."""
     return pipeline.finalise(
-        records, test_fraction=test_fraction, quick_per_source=quick_per_source
+        records,
+        test_fraction=test_fraction,
+        quick_per_source=quick_per_source,
+        near_duplicate_distance=near_duplicate_distance,
     )
 
 
@@ -245,6 +251,7 @@ def build_humanbeauty(
     min_raters: int = 9,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     quick_per_source: int = DEFAULT_QUICK_PER_SOURCE,
+    near_duplicate_distance: int | None = DEFAULT_MAX_DISTANCE,
     shard_max_mb: int = DEFAULT_SHARD_MAX_BYTES // MB,
     row_group_max_mb: int = DEFAULT_ROW_GROUP_MAX_BYTES // MB,
     hub_repo_id: str | None = None,
@@ -275,6 +282,10 @@ def build_humanbeauty(
         min_raters: minimum raters per image where a source has per-rater scores.
         test_fraction: share of each source in the test split.
         quick_per_source: size of the per-source quick evaluation subset.
+        near_duplicate_distance: images whose perceptual hashes differ in at most this many
+            bits are one photo (one split per group; one copy per part); None turns it off. A
+            sources config that sets it wins (the demo's turns it off: its portraits are
+            variants of two photos on purpose).
         shard_max_mb: maximum Parquet shard size.
         row_group_max_mb: maximum Parquet row-group size.
         hub_repo_id: when set, push the export to this Hub dataset repository.
@@ -301,6 +312,7 @@ def build_humanbeauty(
         task_runner=task_runner,
         dask_workers=dask_workers,
         hub_repo_id=hub_repo_id,
+        near_duplicate_distance=near_duplicate_distance,
     )
     settings = FaceSettings(
         device=device,
@@ -322,6 +334,9 @@ def build_humanbeauty(
     spec: BuildSpec = pipeline.read_build_spec(
         sources_config, sources=sources, annotations=annotations, min_raters=min_raters
     )
+    if "near_duplicate_distance" in spec.settings:
+        near_duplicate_distance = spec.settings["near_duplicate_distance"]
+        log.info("near_duplicate_distance %s, as the sources config says", near_duplicate_distance)
     roots = [root for root, _ in spec.sources.values()]
     with pipeline.open_build(out, work, roots) as build_id:
         return _build(
@@ -333,6 +348,7 @@ def build_humanbeauty(
             shard_size=shard_size,
             test_fraction=test_fraction,
             quick_per_source=quick_per_source,
+            near_duplicate_distance=near_duplicate_distance,
             shard_max_mb=shard_max_mb,
             row_group_max_mb=row_group_max_mb,
             hub_repo_id=hub_repo_id,
@@ -352,6 +368,7 @@ def _build(
     shard_size: int,
     test_fraction: float,
     quick_per_source: int,
+    near_duplicate_distance: int | None,
     shard_max_mb: int,
     row_group_max_mb: int,
     hub_repo_id: str | None,
@@ -386,7 +403,9 @@ def _build(
     timings["faces"] = time.perf_counter() - clock
     clock = time.perf_counter()
     # quote(): Prefect would otherwise walk every field of every record to look for futures.
-    final = finalise_task(quote(faced.records), test_fraction, quick_per_source)
+    final = finalise_task(
+        quote(faced.records), test_fraction, quick_per_source, near_duplicate_distance
+    )
     timings["finalise"] = time.perf_counter() - clock
     rejections = load_rejections + faced.rejections + final.rejections
     del faced
@@ -522,6 +541,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=2000, help="images per shard (%(default)s)")
     p.add_argument("--min-raters", type=int, default=9, help="raters per image (%(default)s)")
     p.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION)
+    p.add_argument(
+        "--near-duplicate-distance",
+        type=int,
+        default=DEFAULT_MAX_DISTANCE,
+        help="perceptual-hash bits within which two images are one photo; -1: off (%(default)s)",
+    )
     p.add_argument("--hub-repo-id", help="push the export to this Hub dataset repository")
     p.add_argument("--public", action="store_true", help="create the Hub repository as public")
     p.add_argument("--task-runner", choices=("threads", "dask"), default="threads")
@@ -605,6 +630,9 @@ def main(argv: list[str] | None = None) -> int:
             shard_size=args.shard_size,
             min_raters=args.min_raters,
             test_fraction=args.test_fraction,
+            near_duplicate_distance=(
+                None if args.near_duplicate_distance < 0 else args.near_duplicate_distance
+            ),
             hub_repo_id=args.hub_repo_id,
             hub_private=not args.public,
             task_runner=args.task_runner,

@@ -259,6 +259,9 @@ def _relocate(manifest: DemoManifest, old: Path, new: Path) -> DemoManifest:
     config = {
         "sources": {name: str(path) for name, path in manifest.sources.items()},
         "annotations": str(manifest.annotations),
+        # The demo's portraits are variants of two photos on purpose (so the face filter's
+        # decisions are real); near-duplicate grouping would fold each source into a few images.
+        "near_duplicate_distance": None,
     }
     text = yaml.safe_dump(config, sort_keys=False)
     if not manifest.config.is_file() or manifest.config.read_text() != text:

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from annotation_schema import load_standard
 from hae_data.hashing import content_id, unit_hash
 from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, encode_for_export
+from hae_data.near_duplicates import card_lines, near_duplicate_counts
 from hae_data.outdir import BuildLock, ExportFolder
 from hae_data.records import (
     ARROW_SCHEMA,
@@ -467,7 +468,11 @@ def _stats(
         "test": sum(s["test"] for s in sources.values()),
         "rejected": sum(s["rejected_total"] for s in sources.values()),
     }
-    return {"sources": sources, "totals": totals}
+    return {
+        "sources": sources,
+        "totals": totals,
+        "near_duplicates": near_duplicate_counts(records, rejected),
+    }
 
 
 def summary_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -710,6 +715,7 @@ def _card(
             lines.append(
                 f"| {s['title']} | single rating rows dropped | {s['rejected_rating_rows']} |"
             )
+    lines += card_lines(stats.get("near_duplicates"))
     lines += [
         "",
         "Every rejected item is listed in `rejected.parquet` with its stage and reason.",

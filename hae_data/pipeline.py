@@ -32,6 +32,7 @@ from typing import Any
 
 from hae_data.hashing import unit_hash
 from hae_data.images import DEFAULT_DECODE_PIXEL_BUDGET
+from hae_data.near_duplicates import DEFAULT_MAX_DISTANCE, drop_near_duplicates
 from hae_data.outdir import BuildLock, ExportFolder, check_not_overlapping
 from hae_data.qa import make_qa
 from hae_data.records import Face, Record, Rejection
@@ -77,9 +78,11 @@ class StageResult:
 
 @dataclass(frozen=True)
 class BuildSpec:
-    """Which sources to build from: name -> (root folder, loader options)."""
+    """Which sources to build from: name -> (root folder, loader options); ``settings``: build
+    settings the config fixes, which win over the flow's defaults (``near_duplicate_distance``)."""
 
     sources: dict[str, tuple[str, dict[str, Any]]]
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Fail fast, before any work, on unknown names, bad options or missing folders."""
@@ -87,8 +90,10 @@ class BuildSpec:
 
         if not self.sources:
             raise ValueError("no sources given: name at least one source and its root folder")
+        from hae_data.protocol import check_build_sources
         from hae_data.sources import TRAINING_SOURCES
 
+        check_build_sources(self.sources)
         raw = sorted(set(self.sources) & set(TRAINING_SOURCES))
         if "humanbeauty_release" in self.sources and raw:
             # The release's rows carry their original source's name with scores already in
@@ -121,6 +126,7 @@ def check_build_options(
     task_runner: str,
     dask_workers: int,
     hub_repo_id: str | None = None,
+    near_duplicate_distance: int | None = None,
 ) -> None:
     """Check a build's scalar options before any work: ``ValueError`` says which and why.
 
@@ -143,6 +149,10 @@ def check_build_options(
         raise ValueError(f"task_runner must be 'threads' or 'dask', got {task_runner!r}")
     if dask_workers < 1:
         raise ValueError(f"dask_workers must be >= 1, got {dask_workers}")
+    if near_duplicate_distance is not None and not 0 <= near_duplicate_distance <= 64:
+        raise ValueError(
+            f"near_duplicate_distance must be None or 0-64 bits, got {near_duplicate_distance}"
+        )
     if hub_repo_id is not None:
         from hae_data.hub import check_push_target
 
@@ -220,7 +230,7 @@ def read_build_spec(
             raise ValueError(f"sources config {str(path)!r} is not valid YAML/JSON: {exc}") from exc
         if not isinstance(raw, dict):
             raise ValueError(f"sources config {str(path)!r} must be a mapping with 'sources'")
-        unknown = set(raw) - {"sources", "annotations"}
+        unknown = set(raw) - {"sources", "annotations", *_CONFIG_SETTINGS}
         if unknown:
             raise ValueError(f"sources config: unknown key(s) {sorted(unknown)}")
     entries: dict[str, Any] = dict(raw.get("sources") or {})
@@ -242,9 +252,24 @@ def read_build_spec(
         if min_raters is not None and cls is not None and "min_raters" in _loader_options(cls):
             options.setdefault("min_raters", min_raters)
         specs[name] = (root, options)
-    spec = BuildSpec(sources=specs)
+    spec = BuildSpec(sources=specs, settings=_config_settings(raw))
     spec.validate()
     return spec
+
+
+#: Build settings a sources config may fix, each with its check.
+_CONFIG_SETTINGS = {
+    "near_duplicate_distance": lambda v: v is None or (isinstance(v, int) and v >= 0),
+}
+
+
+def _config_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The build settings of a sources config; ``ValueError`` naming a bad one."""
+    settings = {k: raw[k] for k in _CONFIG_SETTINGS if k in raw}
+    bad = [k for k, v in settings.items() if not _CONFIG_SETTINGS[k](v)]
+    if bad:
+        raise ValueError(f"sources config: bad value for {bad}: {[settings[k] for k in bad]}")
+    return settings
 
 
 def load_source(
@@ -447,7 +472,15 @@ class FaceSettings:
         if self.weights is not None:
             st = os.stat(self.weights)
             weights = f"{Path(self.weights).name}:{st.st_size}:{st.st_mtime_ns}"
-        return {"long_side": self.long_side, "weights": weights, "min_score": self.min_score}
+        from hae_data.phash import PHASH_VERSION
+
+        # The perceptual hashes are stored with the detections: another hash, another shard.
+        return {
+            "long_side": self.long_side,
+            "weights": weights,
+            "min_score": self.min_score,
+            "phash": PHASH_VERSION,
+        }
 
 
 @dataclass
@@ -574,11 +607,15 @@ def finalise(
     *,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     quick_per_source: int = DEFAULT_QUICK_PER_SOURCE,
+    near_duplicate_distance: int | None = DEFAULT_MAX_DISTANCE,
 ) -> StageResult:
-    """De-duplicate, min-max normalise per source, set levels and QA pairs, and split."""
+    """De-duplicate (same bytes, then near-duplicates within ``near_duplicate_distance`` bits of
+    perceptual hash; None: off), min-max normalise per source, set levels and QA pairs, and
+    split (a near-duplicate group gets one split)."""
     deduped = drop_duplicates(records)
-    kept, rejected = normalise_by_source(deduped.records)
+    near = drop_near_duplicates(deduped.records, max_distance=near_duplicate_distance)
+    kept, rejected = normalise_by_source(near.records)
     for rec in kept:
         make_qa(apply_levels(rec))
     assign_splits(kept, test_fraction=test_fraction, quick_per_source=quick_per_source)
-    return StageResult(records=kept, rejections=deduped.rejections + rejected)
+    return StageResult(records=kept, rejections=deduped.rejections + near.rejections + rejected)

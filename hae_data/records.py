@@ -80,6 +80,11 @@ class Record:
     width: int | None = None
     height: int | None = None
     faces: list[Face] | None = None
+    #: Perceptual hashes of the decoded image, 16 hex digits each: the whole image, then its
+    #: centre crops (:mod:`hae_data.phash`).
+    phash: list[str] | None = None
+    #: Near-duplicate group (the lowest image id of the copies kept), None for a unique image.
+    duplicate_group: str | None = None
     split: str | None = None
     quick: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -155,6 +160,8 @@ FEATURES = datasets.Features(
         "height": datasets.Value("int32"),
         "face_count": datasets.Value("int32"),
         "faces": datasets.List(_FACE),
+        "phash": datasets.List(datasets.Value("string")),
+        "duplicate_group": datasets.Value("string"),
         "split": datasets.Value("string"),
         "quick": datasets.Value("bool"),
         "metadata": datasets.Value("string"),
@@ -202,6 +209,8 @@ def record_to_row(record: Record, image_bytes: bytes) -> dict[str, Any]:
         "height": record.height,
         "face_count": len(faces),
         "faces": [{"box": f.box, "score": f.score, "landmarks": f.landmarks} for f in faces],
+        "phash": record.phash,
+        "duplicate_group": record.duplicate_group,
         "split": record.split,
         "quick": record.quick,
         "metadata": json.dumps(record.metadata, sort_keys=True, default=str),

@@ -58,16 +58,18 @@ def normalise_by_source(records: Iterable[Record]) -> tuple[list[Record], list[R
     """Set ``score`` of overall records by min-max over their source's raw scores.
 
     Fine-grained records keep their MOS scale ([0,1] already) and pass through, with ``score``
-    set to their Overall Aesthetic dimension when unset. A source whose
-    scores are all equal cannot be normalised: its records come back as ``constant_scores``
-    rejections instead of stopping the whole build.
+    set to their Overall Aesthetic dimension when unset. An overall record whose ``score`` is
+    already set was normalised by its publisher (the public release's ``label.jsonl``, SPEC
+    2.4) and passes through as it is: it neither moves nor takes part in its source's min and
+    max. A source whose scores are all equal cannot be normalised: its records come back as
+    ``constant_scores`` rejections instead of stopping the whole build.
     """
     kept: list[Record] = []
     rejected: list[Rejection] = []
     by_source: dict[str, list[Record]] = defaultdict(list)
     root = load_standard().root
     for rec in records:
-        if rec.part == "overall":
+        if rec.part == "overall" and rec.score is None:
             by_source[rec.source].append(rec)
             continue
         if rec.score is None:

@@ -38,7 +38,15 @@ from hae_model.inference import (
 from hae_model.metrics import level_metrics, mae, regression_metrics
 from hae_model.model import load_for_inference
 
-__all__ = ["HEADS", "build_report", "evaluate", "main", "markdown_report"]
+__all__ = [
+    "EVAL_SPLITS",
+    "HEADS",
+    "build_report",
+    "evaluate",
+    "main",
+    "markdown_report",
+    "row_groups",
+]
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +207,26 @@ def markdown_report(report: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: What ``--split`` accepts: the export's splits, the quick subset, and ``all`` (every row of
+#: the export, for a zero-shot set or any whole-set report, SPEC 3.4).
+EVAL_SPLITS = (*SPLITS, "all")
+
+
+def row_groups(data_dir: str | os.PathLike[str], split: str, parts: Sequence[str]) -> list[Any]:
+    """The row groups to score: one split's, or with ``all`` those of every split present."""
+    if split != "all":
+        return list_row_groups(data_dir, split, parts)
+    groups: list[Any] = []
+    for name in ("train", "test"):
+        try:
+            groups += list_row_groups(data_dir, name, parts)
+        except FileNotFoundError:
+            continue  # a zero-shot export has no train split
+    if not groups:
+        raise FileNotFoundError(f"no rows in any split under {Path(data_dir) / 'data'}")
+    return groups
+
+
 def evaluate(
     model_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
@@ -214,9 +242,10 @@ def evaluate(
     base: str | None = None,
     precision: str = "auto",
 ) -> dict[str, Any]:
-    """Score ``split`` of the export at ``data_dir`` with the model at ``model_dir``; returns the
-    report and, with ``output``, writes it as JSON and Markdown (``.md`` beside it)."""
-    groups = list_row_groups(data_dir, split, parts)
+    """Score ``split`` of the export at ``data_dir`` (``all``: every row) with the model at
+    ``model_dir``; returns the report and, with ``output``, writes it as JSON and Markdown
+    (``.md`` beside it)."""
+    groups = row_groups(data_dir, split, parts)
     dev = resolve_device(device)
     model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)
     loader = inference_loader(
@@ -262,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="folder written by hae_model.train")
     parser.add_argument("--data", required=True, help="export folder")
     parser.add_argument(
-        "--split", default="test", choices=SPLITS, help="quick: the ablation subset"
+        "--split",
+        default="test",
+        choices=EVAL_SPLITS,
+        help="quick: the ablation subset; all: every row (a zero-shot export, or the whole set)",
     )
     parser.add_argument("--output", required=True, help="report file (.json); .md written beside")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
@@ -282,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.output.endswith(".json"):
         parser.error("--output must end in .json")
     try:
-        list_row_groups(args.data, args.split, args.parts)
+        row_groups(args.data, args.split, args.parts)
         resolve_device(args.device)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))

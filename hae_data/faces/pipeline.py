@@ -1,8 +1,9 @@
 """Streaming face filtering: decode in a thread pool, detect in batches, decide, never stop.
 
-Decoding (file read, SHA-256, PIL decode at reduced size, resize) runs in a thread pool: PIL's
-decoders, OpenCV's resize and hashlib all release the GIL, and threads hand numpy arrays to the
-detector without pickling them. The pool works ahead of the detector (``prefetch`` items), so a
+Decoding (file read, SHA-256, PIL decode at reduced size, resize, perceptual hashes of the
+reduced pixels for the near-duplicate stage) runs in a thread pool: PIL's decoders, OpenCV's
+resize and DCT and hashlib all release the GIL, and threads hand numpy arrays to the detector
+without pickling them. The pool works ahead of the detector (``prefetch`` items), so a
 GPU batch is being assembled while the previous one runs. Results come back in input order, one
 per input: a file that cannot be read or decoded carries its reason, and a batch that fails in
 the detector is retried image by image, so one bad file costs one rejection and nothing else.
@@ -29,6 +30,7 @@ from hae_data.images import (
     ReducedImage,
     read_reduced,
 )
+from hae_data.phash import phashes
 from hae_data.records import Face, Part, Record, Rejection
 
 __all__ = [
@@ -67,6 +69,8 @@ class FaceResult:
     faces: list[Face] | None
     reason: str | None = None
     detail: str = ""
+    #: Perceptual hashes of the decoded image (:func:`hae_data.phash.phashes`).
+    phash: list[str] | None = None
 
     @property
     def decoded(self) -> bool:
@@ -104,11 +108,14 @@ class FilterStats:
         )
 
 
-def _load(
-    path: str, long_side: int, max_pixels: int, budget: PixelBudget
-) -> ReducedImage | ImageDecodeError:
+_Loaded = tuple[ReducedImage, list[str]] | ImageDecodeError
+
+
+def _load(path: str, long_side: int, max_pixels: int, budget: PixelBudget) -> _Loaded:
     try:
-        return read_reduced(path, long_side=long_side, max_pixels=max_pixels, budget=budget)
+        reduced = read_reduced(path, long_side=long_side, max_pixels=max_pixels, budget=budget)
+        # Hashed here, in the decode thread, from the pixels just decoded: no second read.
+        return reduced, phashes(reduced.pixels)
     except ImageDecodeError as exc:
         return exc
     except Exception as exc:  # a worker must hand back a result for every input
@@ -116,9 +123,9 @@ def _load(
 
 
 def _detect_chunk(
-    detector: Detector, chunk: list[tuple[T, ReducedImage | ImageDecodeError]]
+    detector: Detector, chunk: list[tuple[T, _Loaded]]
 ) -> Iterator[tuple[T, FaceResult]]:
-    decoded = [(i, d) for i, (_, d) in enumerate(chunk) if isinstance(d, ReducedImage)]
+    decoded = [(i, d[0]) for i, (_, d) in enumerate(chunk) if not isinstance(d, ImageDecodeError)]
     faces: dict[int, list[Face] | Exception] = {}
     if decoded:
         try:
@@ -133,16 +140,20 @@ def _detect_chunk(
                     faces[i] = detector.detect_batch([d.pixels], [(d.width, d.height)])[0]
                 except Exception as one:
                     faces[i] = one
-    for i, (item, d) in enumerate(chunk):
-        if isinstance(d, ImageDecodeError):
-            yield item, FaceResult(None, None, None, None, d.reason, d.detail)
+    for i, (item, loaded) in enumerate(chunk):
+        if isinstance(loaded, ImageDecodeError):
+            yield item, FaceResult(None, None, None, None, loaded.reason, loaded.detail)
             continue
+        d, hashes = loaded
         got = faces[i]
         if isinstance(got, Exception):
             detail = f"{type(got).__name__}: {got}"
-            yield item, FaceResult(d.image_id, d.width, d.height, None, DETECT_ERROR, detail)
+            yield (
+                item,
+                FaceResult(d.image_id, d.width, d.height, None, DETECT_ERROR, detail, hashes),
+            )
         else:
-            yield item, FaceResult(d.image_id, d.width, d.height, got)
+            yield item, FaceResult(d.image_id, d.width, d.height, got, phash=hashes)
 
 
 def detect_items(
@@ -172,7 +183,7 @@ def detect_items(
     long_side = detector.long_side
     with ThreadPoolExecutor(n_workers, thread_name_prefix="face-decode") as pool:
         source = iter(items)
-        pending: deque[tuple[T, Future[ReducedImage | ImageDecodeError]]] = deque()
+        pending: deque[tuple[T, Future[_Loaded]]] = deque()
 
         def refill() -> None:
             while len(pending) < prefetch:
@@ -183,21 +194,21 @@ def detect_items(
                 try:
                     path = os.fspath(path_of(item))
                 except Exception as exc:  # an item without a usable path is its own rejection
-                    failed: Future[ReducedImage | ImageDecodeError] = Future()
+                    failed: Future[_Loaded] = Future()
                     failed.set_result(ImageDecodeError("missing_file", f"no image path: {exc}"))
                     pending.append((item, failed))
                     continue
                 pending.append((item, pool.submit(_load, path, long_side, max_pixels, budget)))
 
         refill()
-        chunk: list[tuple[T, ReducedImage | ImageDecodeError]] = []
+        chunk: list[tuple[T, _Loaded]] = []
         images = 0
         while pending:
             item, future = pending.popleft()
             refill()
             decoded = future.result()
             chunk.append((item, decoded))
-            images += isinstance(decoded, ReducedImage)
+            images += not isinstance(decoded, ImageDecodeError)
             if images >= target:
                 yield from _detect_chunk(detector, chunk)
                 chunk, images = [], 0
@@ -238,6 +249,7 @@ def decide_records(
             record.image_id = result.image_id
             record.width, record.height = result.width, result.height
             record.faces = result.faces
+            record.phash = result.phash
             faces = result.faces or []
             reason = None
             if record.part in filter_parts:

@@ -1,7 +1,9 @@
 """APDDv2: Aesthetics of Paintings and Drawings Dataset (Jin et al., NeurIPS 2024 D&B).
 
 Zero-shot evaluation set (SPEC 3.4): it goes through the same loader interface and face filter
-as the training sources.
+as the training sources, but it is evaluation-only: a build refuses it beside a training source,
+and on its own every row goes to ``test``, never split (:mod:`hae_data.protocol`). The paper
+evaluates on all of it: 907 of 10,022 images after its face filter.
 
 Native format: ``APDDv2-10023.csv`` (confirmed: the header in the authors' repository is
 ``filename,Artistic Categories,Total aesthetic score,Theme and logic,Creativity,Layout and

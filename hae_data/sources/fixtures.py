@@ -763,41 +763,61 @@ def write_apddv2(
 def write_lapis(
     root: Path, *, n: int = 5, images: ImageProvider = None, broken: bool = True, raters: int = 12
 ) -> FixtureManifest:
-    """``ratings.csv`` (``image_id,user_id,rating`` on 0-100; ids without extension) and ``images/``
-    (this layout is a guess, like the loader's; see :mod:`hae_data.sources.lapis`)."""
+    """``annotation/LAPIS_individualratings_metaANDdemodata.csv`` (``image_id,file,
+    participant_id,response`` on 0-100, ``file`` = ``<genre>/<name>``), ``images/`` and
+    ``imageset/{Train,Val,Test}ImageSet.txt``: the ``n`` good images (and the broken cases) are
+    in the test list, two more rated images in the train list, which the loader must skip."""
     _check_n(n, 2 if broken else 1)
     rng = _rng("lapis")
     files = _Images(images, n)
-    rows: list[list[Any]] = [["image_id", "user_id", "rating"]]
+    rows: list[list[Any]] = [["image_id", "file", "participant_id", "response"]]
     expect: dict[str, list[float]] = {}
+    test, train = [], []
+
+    def rate(number: int, image: str, rater: int, value: object) -> None:
+        rows.append([number, f"portrait/{image}", rater, value])
+
     for i in range(n):
-        image = f"lapis_{i:05d}"
-        files.good(root / "images" / f"{image}.jpg", i)
+        image = f"lapis_{i:05d}.jpg"
+        files.good(root / "images" / image, i)
+        test.append(image)
         centre = rng.uniform(20, 80)
         expect[image] = []
         for r in range(raters):
             value = round(float(np.clip(rng.normal(centre, 12), 0, 100)), 1)
-            rows.append([image, f"u{r:03d}", value])
+            rate(i, image, r, value)
             expect[image].append(value)
+    for j in range(2):  # rated, on disk, but not in the test list
+        image = f"lapis_train_{j:05d}.jpg"
+        files.extra_file(root / "images" / image)
+        train.append(image)
+        for r in range(raters):
+            rate(500 + j, image, r, 30 + r)
     rejected: Counter[str] = Counter()
     if broken:
-        rows.append(["lapis_00000", "u900", "sixty"])
+        rate(0, "lapis_00000.jpg", 900, "sixty")
         rejected["non_numeric_rating"] += 1
-        rows.append(["lapis_00001", "u901", 101])
+        rate(1, "lapis_00001.jpg", 901, 101)
         rejected["rating_out_of_range"] += 1
-        rows.append(["lapis_00001", "u000", 50])  # u000 rated lapis_00001 already
-        expect["lapis_00001"] = expect["lapis_00001"][1:]
+        rate(1, "lapis_00001.jpg", 0, 50)  # rater 0 rated lapis_00001 already
+        expect["lapis_00001.jpg"] = expect["lapis_00001.jpg"][1:]
         rejected["duplicate_rating"] += 2
         files.extra_file(root / "images" / "lapis_09990.jpg")
-        rows.extend(["lapis_09990", f"u{r:03d}", 40] for r in range(5))
+        for r in range(5):
+            rate(9990, "lapis_09990.jpg", r, 40)
         rejected["too_few_raters"] += 1
-        rows.extend(["lapis_09991", f"u{r:03d}", 40] for r in range(raters))
+        for r in range(raters):
+            rate(9991, "lapis_09991.jpg", r, 40)
         rejected["missing_file"] += 1
-    _write_csv(root / "ratings.csv", rows)
+        test += ["lapis_09990.jpg", "lapis_09991.jpg"]
+    _write_csv(root / "annotation" / "LAPIS_individualratings_metaANDdemodata.csv", rows)
+    (root / "imageset").mkdir(parents=True, exist_ok=True)
+    for name, listed in (("Test", test), ("Train", train), ("Val", [])):
+        (root / "imageset" / f"{name}ImageSet.txt").write_text("".join(f"{x}\n" for x in listed))
     scores, counts = {}, {}
     for image, values in expect.items():
-        scores[f"images/{image}.jpg"], _ = _mean_std(values)
-        counts[f"images/{image}.jpg"] = len(values)
+        scores[f"images/{image}"], _ = _mean_std(values)
+        counts[f"images/{image}"] = len(values)
     return FixtureManifest("lapis", root, n, dict(rejected), scores, counts)
 
 

@@ -19,13 +19,16 @@ punctuation (``AVA``, ``TAD66K``, ``SCUT-FBP5500``, ``MEBeauty``, ``BAID``, ``AG
 rows go to ``humanbeauty_50k``, and ``source_map`` adds mappings; an unmatched value is a
 rejection (``unknown_source``).
 
-Records keep the catalogue key of their original source as ``source`` (so per-source
-normalisation and the stratified split still see six sources), ``raw_score`` = the released
-score (0-1, higher is better; re-normalising it per source is the identity on the complete
-release), ``metadata``: ``release_source``, ``text_level``, ``release_part``. A 12-float row is
-``part="fine_grained"`` with ``raw_score`` = Overall Aesthetic. Malformed JSON and wrong types
-are ``malformed_row``, a missing key is ``missing_column``, a score outside [0, 1]
-``score_out_of_range``.
+Records keep the catalogue key of their original source as ``source`` (so the stratified split
+still sees six sources), ``raw_score`` and ``score`` = the released score (0-1, higher is
+better), ``metadata``: ``release_source``, ``text_level``, ``release_part``. A 12-float row is
+``part="fine_grained"`` with ``raw_score`` and ``score`` = Overall Aesthetic. Setting ``score``
+here is what keeps the released numbers (SPEC 2.4): a record whose score is already set is
+never re-normalised, so when some of a source's images drop (a missing file, a face-filter
+decision that differs from the authors') the others keep their released value instead of being
+stretched over [0, 1] again (a released 0.30 would become 0.00, "bad" instead of "poor").
+Malformed JSON and wrong types are ``malformed_row``, a missing key is ``missing_column``, a
+score outside [0, 1] ``score_out_of_range``.
 
 Licence: as distributed by the HumanAesExpert authors (research use); images keep their
 original sources' terms. Citation: Liao et al., arXiv 2503.23907, 2025. Homepage / how to
@@ -203,7 +206,7 @@ class ReleaseSource(Source):
             "release_part": part_dir.name,
         }
         if is_50k:
-            yield self._record(
+            rec = self._record(
                 image,
                 values[self.overall_index],
                 part="fine_grained",
@@ -212,4 +215,7 @@ class ReleaseSource(Source):
                 metadata=metadata,
             )
         else:
-            yield self._record(image, values[0], source=key, metadata=metadata)
+            rec = self._record(image, values[0], source=key, metadata=metadata)
+        # Already normalised by the authors: passes through normalise_by_source untouched.
+        rec.score = rec.raw_score
+        yield rec

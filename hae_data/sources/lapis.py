@@ -1,31 +1,46 @@
 """LAPIS: the Leuven Art Personalized Image Set (Maerten et al., CVPR Workshops 2025).
 
-Zero-shot evaluation set (SPEC 3.4). What is known from the paper, the project page and the
-GRAPPA project report: 11,723 images of paintings (WikiArt, 26 styles, 7 genres), rated on a
-visual analogue scale from "highly unaesthetic" to "highly aesthetic" by 552 raters, about 24
-per image, with personal attributes of every rater and image attributes of every painting.
+Zero-shot evaluation set (SPEC 3.4): evaluation-only, never split, never a training source. 11,723
+images of paintings (WikiArt, 26 styles, 7 genres), rated on a visual analogue scale from
+"highly unaesthetic" to "highly aesthetic" by 552 raters, about 24 per image. HumanAesExpert
+evaluates on **LAPIS's official test set** (2,345 images; 307 after its face filter), so this
+loader reads that set by default (``split="test"``); ``split="all"`` reads every image.
 
-**Not confirmed** (``layout_confirmed=False``): the files. The data are released on request
-only and no public copy or loader shows their layout, so this loader reads the most likely
-form and makes every guess an option:
+Native format, as read by the code of LAPIS's second author (github.com/lwchen6309/
+aesthetics_transfer_learning, ``README.md`` section "LAPIS" and ``LAPIS_PIAA_dataloader.py``:
+``LAPIS_PIAADataset`` and ``create_image_split_dataset``); the data themselves are released on
+request only, so ``layout_confirmed`` stays False until a real copy is seen::
 
-- a per-rater table (CSV; ``ratings_file``, default: the first ``*.csv`` under the root whose
-  header has an image column and a rating column): one row per (image, rater). The image column
-  is the first of ``image``, ``image_id``, ``image_name``, ``filename``, ``img``, ``painting``
-  present (``image_col`` overrides), the rater column the first of ``rater``, ``rater_id``,
-  ``user``, ``user_id``, ``participant``, ``participant_id``, ``annotator``, ``worker_id``
-  (``rater_col``), the rating column the first of ``rating``, ``score``, ``aesthetic``,
-  ``aesthetic_score``, ``response``, ``value`` (``rating_col``);
-- when the table has no rater column it is read as one summary score per image instead;
-- the images in ``images/`` (also tried: ``imgs/``, ``img/``; ``images_dir`` overrides); an
-  image value without an extension is looked up with ``.jpg``, ``.jpeg`` and ``.png``.
+    LAPIS/
+        annotation/LAPIS_individualratings_metaANDdemodata.csv
+        images/*.jpg
+        imageset/TrainImageSet.txt  ValImageSet.txt  TestImageSet.txt
+        userset/TrainUserIDs_Fold[1-4].txt  TestUserIDs_Fold[1-4].txt   (not needed)
 
-Score: the visual-analogue rating; the scale is assumed 0-100 (``scale`` overrides), higher is
-better. The MOS is computed here from the per-rater rows (:func:`hae_data.scores.aggregate_mos`,
-``min_raters`` default 9; LAPIS has about 24 per image). Licence: access on request, research
-use under the authors' terms. Citation: Maerten, Chen, De Winter, Bossens, Wagemans. LAPIS: a
-novel dataset for personalized image aesthetic assessment. CVPR Workshops (CVEU) 2025. Homepage /
-how to obtain: https://github.com/Anne-SofieMaerten/LAPIS (request form linked there).
+The annotation table has one row per (image, rater): ``file`` (a path whose last component is
+the image's name in ``images/``), ``image_id`` (a number), ``participant_id``, ``response``
+(the rating, 0-100) and the rater's demographics and art-interest answers. Each
+``imageset/*ImageSet.txt`` lists one image name per line. Images outside the chosen split are
+skipped before anything else is read of them (counted in the log, not rejected: they are not
+part of the evaluation set).
+
+Every name is still an option, for copies that differ: ``ratings_file`` (default: the file above,
+else the first ``*.csv`` under the root whose header has an image and a rating column), the
+image column (first of ``file``, ``image``, ``image_name``, ``filename``, ``img``,
+``painting``, ``image_id``; ``image_col``; its last path component is used), the rater column
+(first of ``participant_id``, ``rater``, ``rater_id``, ``user``, ``user_id``,
+``participant``, ``annotator``, ``worker_id``; ``rater_col``), the rating column (first of
+``response``, ``rating``, ``score``, ``aesthetic``, ``aesthetic_score``, ``value``;
+``rating_col``), ``images_dir`` (``images/``, ``imgs/``, ``img/``), ``split_file``. An image
+value without an extension is looked up with ``.jpg``, ``.jpeg`` and ``.png``. When the table
+has no rater column it is read as one summary score per image instead.
+
+Score: the visual-analogue rating, 0-100 (``scale`` overrides), higher is better. The MOS is
+computed here from the per-rater rows (:func:`hae_data.scores.aggregate_mos`, ``min_raters``
+default 9; LAPIS has about 24 per image). Licence: access on request, research use under the
+authors' terms. Citation: Maerten, Chen, De Winter, Bossens, Wagemans. LAPIS: a novel dataset
+for personalized image aesthetic assessment. CVPR Workshops (CVEU) 2025. Homepage / how to
+obtain: https://github.com/Anne-SofieMaerten/LAPIS (request form linked there).
 """
 
 from __future__ import annotations
@@ -47,27 +62,47 @@ from hae_data.sources.base import (
     Source,
     SourceFormatError,
     parse_score,
+    read_text_lines,
     relpath,
 )
 from hae_data.sources.catalog import CATALOG
 
-__all__ = ["LapisSource"]
+__all__ = ["LAPIS_SPLITS", "LapisSource"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_COLUMNS = ("image", "image_id", "image_name", "filename", "img", "painting")
+# ``file`` before ``image_id``: the real table has both, and its ``image_id`` is a number.
+IMAGE_COLUMNS = ("file", "image", "image_name", "filename", "img", "painting", "image_id")
 RATER_COLUMNS = (
+    "participant_id",
     "rater",
     "rater_id",
     "user",
     "user_id",
     "participant",
-    "participant_id",
     "annotator",
     "worker_id",
 )
-RATING_COLUMNS = ("rating", "score", "aesthetic", "aesthetic_score", "response", "value")
+RATING_COLUMNS = ("response", "rating", "score", "aesthetic", "aesthetic_score", "value")
 _EXTENSIONS = (".jpg", ".jpeg", ".png")
+RATINGS_FILE = "annotation/LAPIS_individualratings_metaANDdemodata.csv"
+#: ``split`` -> the official image list it reads; ``all`` reads every image.
+LAPIS_SPLITS = {
+    "test": "imageset/TestImageSet.txt",
+    "val": "imageset/ValImageSet.txt",
+    "train": "imageset/TrainImageSet.txt",
+    "all": None,
+}
+
+
+def _name(value: str) -> str:
+    """The image's name in ``images/``: the last component of a (possibly Windows) path."""
+    return value.strip().replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _in_split(name: str, members: set[str]) -> bool:
+    # A list may name images with or without their extension.
+    return name in members or Path(name).stem in members
 
 
 def _header(path: Path) -> list[str]:
@@ -83,7 +118,7 @@ def _pick(header: Sequence[str], option: str | None, candidates: Sequence[str]) 
 
 
 class LapisSource(Source):
-    """LAPIS from a per-rater CSV and ``images/`` (layout unconfirmed; see the module doc)."""
+    """LAPIS's official test split (``split``) from its per-rater table and ``images/``."""
 
     info = CATALOG["lapis"]
 
@@ -98,13 +133,29 @@ class LapisSource(Source):
         rater_col: str | None = None,
         rating_col: str | None = None,
         scale: tuple[float, float] | None = None,
+        split: str = "test",
+        split_file: str | None = None,
     ) -> None:
         super().__init__(root)
         self.min_raters = check_min_raters(min_raters)
         self.scale = tuple(scale) if scale is not None else self.info.scale
-        candidates = (
-            [self.root / ratings_file] if ratings_file else sorted(self.root.rglob("*.csv"))
-        )
+        if split not in LAPIS_SPLITS:
+            raise ValueError(f"LAPIS: split must be one of {list(LAPIS_SPLITS)}, got {split!r}")
+        self.split = split
+        self.split_file: Path | None = None
+        listed = split_file or LAPIS_SPLITS[split]
+        if listed is not None:
+            self.split_file = self.root / listed
+            if not self.split_file.is_file():
+                raise SourceFormatError(
+                    f"LAPIS: no {listed!r} under {str(self.root)!r}. Zero-shot evaluation reads "
+                    f"the official {split} set (SPEC 3.4); pass split_file=<list of image "
+                    "names>, or split='all' to read every image"
+                )
+        if ratings_file:
+            candidates = [self.root / ratings_file]
+        else:
+            candidates = [self.root / RATINGS_FILE, *sorted(self.root.rglob("*.csv"))]
         self.ratings_file: Path | None = None
         for path in candidates:
             if not path.is_file():
@@ -132,20 +183,42 @@ class LapisSource(Source):
                     return self.images / f"{name}{ext}"
         return self.images / name
 
+    def _members(self) -> set[str] | None:
+        """Image names of the chosen split, or None when every image is read."""
+        if self.split_file is None:
+            return None
+        return {_name(line) for _, line in read_text_lines(self.split_file) if _name(line)}
+
     def iter_items(self) -> Iterator[Record | Rejection]:
-        """MOS per image from the per-rater rows (or the summary score when there are none)."""
+        """MOS per image of the split from the per-rater rows (or the summary score when there
+        are none)."""
         assert self.ratings_file is not None
         required = [self.image_col, self.rating_col] + ([self.rater_col] if self.rater_col else [])
         labels = CsvLabels(self.ratings_file, required, title=self.info.title)
         where = relpath(self.ratings_file, self.root)
         index = DirectoryIndex(self.images)
+        members = self._members()
         rows: list[tuple[str, str, str]] = []
+        outside: set[str] = set()
         for line, row, _fields, problem in labels.rows():
             if row is None:
                 yield self._reject(f"{where}:{line}", "malformed_row", f"{where}:{line}: {problem}")
                 continue
+            name = _name(row[self.image_col])
+            if members is not None and name and not _in_split(name, members):
+                outside.add(name)
+                continue
             rater = row[self.rater_col].strip() if self.rater_col else ""
-            rows.append((row[self.image_col].strip(), rater, row[self.rating_col]))
+            rows.append((name, rater, row[self.rating_col]))
+        if members is not None:
+            log.info(
+                "LAPIS: reading the %s split (%d images listed in %s); %d rated images of other "
+                "splits skipped",
+                self.split,
+                len(members),
+                relpath(self.split_file, self.root),  # type: ignore[arg-type]
+                len(outside),
+            )
         if self.rater_col is None:
             log.warning("LAPIS: %s has no rater column; reading one summary score per image", where)
             yield from self._summary(rows, index, where)

@@ -87,11 +87,30 @@ def test_quick_subset_is_test_only_and_capped_per_source():
     assert quick_keys == test_keys[:138]
 
 
-def test_small_sources_get_a_test_image_and_bad_arguments_raise():
+def test_growing_a_small_source_never_moves_an_existing_image():
+    """Issue 11, point 9: the old rule forced a small source's lowest-hash image into test and
+    sent it back to train as soon as an image with a lower hash joined."""
+    moved: set[str] = set()
+    for seed in range(40):
+        source = f"small{seed}"
+        first = {r.image_id: r.split for r in assign_splits([_rec(i, source) for i in range(3)])}
+        for n in (5, 10, 30, 100):
+            grown = {
+                r.image_id: r.split for r in assign_splits([_rec(i, source) for i in range(n)])
+            }
+            moved |= {k for k, v in first.items() if grown[k] != v}
+    assert moved == set()  # the code before issue 11 moved 26 images, in 26 of these sources
+
+
+def test_a_small_source_may_have_no_test_image_and_says_so(caplog):
     recs = assign_splits([_rec(i, "agiqa_3k") for i in range(3)], test_fraction=0.01)
-    assert sum(r.split == "test" for r in recs) == 1
+    assert [r.split for r in recs] == ["train"] * 3
+    assert "none of its 3 image(s) falls in the test split" in caplog.text
     single = assign_splits([_rec(0, "one")], test_fraction=0.01)
     assert single[0].split == "train"
+
+
+def test_bad_arguments_raise():
     with pytest.raises(ValueError):
         assign_splits([], test_fraction=1.0)
     with pytest.raises(ValueError):

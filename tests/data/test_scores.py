@@ -175,3 +175,36 @@ def test_mos_custom_scale_and_columns():
 def test_mos_on_an_empty_table():
     res = aggregate_mos(pd.DataFrame(columns=["image", "rater", "q"]), ["q"], source="s")
     assert res.table.empty and res.rejections == []
+
+
+def test_release_scores_pass_through_when_some_images_drop(tmp_path):
+    """SPEC 2.4: label.jsonl scores are the authors' normalised values; a dropped image (here
+    the files of the source's 0.0 and 1.0 are missing) must not stretch the others."""
+    import json
+
+    from hae_data.pipeline import finalise
+    from hae_data.sources.fixtures import make_jpeg
+    from hae_data.sources.label_jsonl import ReleaseSource
+
+    released = {"a.jpg": 0.0, "b.jpg": 0.30, "c.jpg": 0.55, "d.jpg": 0.81, "e.jpg": 1.0}
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = []
+    for i, (name, score) in enumerate(released.items()):
+        lines.append(json.dumps({"image_name": name, "source": "AVA", "score": score}))
+        if name not in ("a.jpg", "e.jpg"):
+            (images / name).write_bytes(make_jpeg(i))
+    (tmp_path / "label.jsonl").write_text("\n".join(lines) + "\n")
+    records, rejections = ReleaseSource(tmp_path).load()
+    assert sorted(r.reason for r in rejections) == ["missing_file", "missing_file"]
+    for rec in records:
+        rec.image_id = rec.file_name
+    final = finalise(records)
+    got = {r.file_name: (r.score, r.level) for r in final.records}
+    # Re-normalised (the code before issue 11) they were 0.00 (bad), 0.49 (fair), 1.00.
+    assert got == {
+        "images/b.jpg": (0.30, "poor"),
+        "images/c.jpg": (0.55, "fair"),
+        "images/d.jpg": (0.81, "excellent"),
+    }
+    assert {r.raw_score for r in final.records} == {0.30, 0.55, 0.81}

@@ -282,10 +282,10 @@ def test_detection_subflow_gets_plan_paths_not_records(demo_build):
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["face-filter"]))
         )
-    assert runs
-    for run in runs:
+    assert any(run.parameters["plans"] for run in runs)
+    for run in runs:  # (a build whose sources all failed to load has no plan at all)
         plans = run.parameters["plans"]
-        assert plans and all(isinstance(p, str) and p.endswith(".json") for p in plans)
+        assert all(isinstance(p, str) and p.endswith(".json") for p in plans)
         assert len(json.dumps(run.parameters, default=str)) < 20_000
 
 
