@@ -77,6 +77,7 @@ __all__ = [
     "discover_image_folder",
     "iter_scored_csv",
     "iter_xlsx_rows",
+    "log_folder_choice",
     "open_text",
     "parse_score",
     "read_text_lines",
@@ -327,6 +328,13 @@ class FolderChoice:
         """The share of label names that have a file in the folder (1.0 when there are none)."""
         return self.matched / self.total if self.total else 1.0
 
+    def summary(self, root: Path) -> str:
+        """One line for logs and ``inspect``: the folder, how it was found, what it matched."""
+        return (
+            f"{relpath(self.folder, root)!r} ({_HOW[self.how]}): {self.matched} of "
+            f"{self.total} label names ({self.fraction:.0%}) have a file there"
+        )
+
     def to_dict(self, root: Path) -> dict[str, Any]:
         """Plain data for reports: the folder relative to ``root`` where it lies inside."""
         return {
@@ -335,6 +343,7 @@ class FolderChoice:
             "matched": self.matched,
             "total": self.total,
             "fraction": round(self.fraction, 4),
+            "summary": self.summary(root),
         }
 
 
@@ -428,11 +437,14 @@ def discover_image_folder(
         if sample and score == 0:
             how = "none"
     choice = FolderChoice(best, how, _count(best, unique), len(unique))
-    where = relpath(best, root)
-    message = (
-        f"{title}: images taken from {where!r} ({_HOW[choice.how]}): {choice.matched} of "
-        f"{choice.total} label names ({choice.fraction:.0%}) have a file there"
-    )
+    if unique:  # with no names there is nothing to report yet (the loader may count later)
+        log_folder_choice(choice, root, title)
+    return choice
+
+
+def log_folder_choice(choice: FolderChoice, root: Path, title: str) -> None:
+    """Log where the images were taken from: a warning naming ``images_dir`` under 50%."""
+    message = f"{title}: images taken from {choice.summary(root)}"
     if choice.fraction < 0.5:
         log.warning(
             "%s; if the images are somewhere else, set the loader option images_dir (inspect: "
@@ -441,7 +453,6 @@ def discover_image_folder(
         )
     else:
         log.info("%s", message)
-    return choice
 
 
 _HOW = {

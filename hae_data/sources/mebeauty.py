@@ -53,6 +53,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +66,7 @@ from hae_data.sources.base import (
     Source,
     SourceFormatError,
     iter_xlsx_rows,
+    log_folder_choice,
     read_text_lines,
     relpath,
 )
@@ -285,7 +287,7 @@ class MebeautySource(Source):
     def iter_items(self) -> Iterator[Record | Rejection]:
         """MOS per image from the per-rater workbook."""
         df, duplicates, locations = self.ratings()
-        self.discover_images(self._names(locations))
+        choice = self.discover_images(self._names(locations))
         where = relpath(self.ratings_file, self.root)  # type: ignore[arg-type]
         by_name: dict[str, list[str]] = defaultdict(list)
         for rel in _walk_files(self.images):
@@ -303,6 +305,11 @@ class MebeautySource(Source):
                 problems[str(key)] = rejection
             else:
                 resolved[str(key)] = path
+
+        if len(locations) > len(self._names(locations)):
+            # Bare names play no part in choosing the folder; count them now they are found.
+            self.image_choice = replace(choice, matched=len(resolved), total=len(locations))
+            log_folder_choice(self.image_choice, self.root, self.info.title)
 
         for rej in duplicates:
             dup_path = resolved.get(rej.file_name)
