@@ -122,7 +122,7 @@ class AvaSource(Source):
     def label_names(self) -> Iterator[str]:
         """``<id>.jpg`` for each line of ``AVA.txt`` (column 2 is the image id)."""
         for _, line in read_text_lines(self.labels, title=self.info.title):
-            fields = line.split()
+            fields = line.split(maxsplit=2)
             if len(fields) > 1:
                 yield f"{fields[1]}.jpg"
 
@@ -160,7 +160,7 @@ class AvaSource(Source):
                 )
                 continue
             seen[image_id] = number
-            image, rejection = self._locate(index, name, file_name, f"{where_file}:{number}")
+            found, rejection = self._locate(index, name, file_name, f"{where_file}:{number}")
             if rejection is not None:
                 yield rejection
                 continue
@@ -188,7 +188,7 @@ class AvaSource(Source):
             elif image_id in train_ids:
                 metadata["official_split"] = "train"
             yield self._record(
-                image,
+                found,
                 mos,
                 file_name=file_name,
                 rater_count=n,

@@ -148,35 +148,36 @@ class DirectoryIndex:
                 return False
         return name in files
 
-    def locate(self, name: str) -> tuple[Path, str | None, str]:
+    def locate(self, name: str) -> tuple[str, str | None, str]:
         """``(path, None, "")`` when ``name`` is a file inside the dataset, else a rejection.
 
         The reason is ``undecodable_name``, ``outside_root`` (``..`` segments, an absolute
         path, or a symlink resolving outside the root and this folder: the file is never
-        opened), ``symlink_loop`` or ``missing_file``, with a detail naming the path.
+        opened), ``symlink_loop`` or ``missing_file``, with a detail naming the path. The path
+        is a string: this runs once per label row (255,500 for AVA), so it stays cheap.
         """
         files = self._list()
-        path = self.folder / name
-        if "\ufffd" in name:
+        path = os.path.join(self.folder, name)
+        if "\ufffd" in name or "\x00" in name:
             return path, "undecodable_name", f"name {name!r} holds undecodable bytes"
+        if name in files:
+            return path, None, ""  # a regular file listed in the folder, not a symlink
         unix = name.replace("\\", "/")
         if unix.startswith("/") or _DRIVE.match(unix):
             return path, "outside_root", f"absolute path {name!r} in a label file"
         if ".." in unix.split("/"):
             return path, "outside_root", f"path {name!r} climbs out with '..'"
-        if "/" not in unix and name in files:
-            return path, None, ""  # a plain file listed in the folder: no symlink involved
         real = os.path.realpath(path)
         if not any(real == b or real.startswith(b.rstrip(os.sep) + os.sep) for b in self._bases):
-            return path, "outside_root", f"{str(path)!r} resolves to {real!r}, outside the root"
+            return path, "outside_root", f"{path!r} resolves to {real!r}, outside the root"
         try:
             st = os.stat(real)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                return path, "symlink_loop", f"{str(path)!r} is a symlink loop"
-            return path, "missing_file", f"image file not found at {str(path)!r}"
+                return path, "symlink_loop", f"{path!r} is a symlink loop"
+            return path, "missing_file", f"image file not found at {path!r}"
         if not stat.S_ISREG(st.st_mode):
-            return path, "missing_file", f"{str(path)!r} is not a regular file"
+            return path, "missing_file", f"{path!r} is not a regular file"
         return path, None, ""
 
 
@@ -626,7 +627,7 @@ class Source(ABC):
 
     def _locate(
         self, index: DirectoryIndex, name: str, file_name: str, where: str
-    ) -> tuple[Path, Rejection | None]:
+    ) -> tuple[str, Rejection | None]:
         """The image file ``name`` names in ``index``'s folder, or the rejection saying why not.
 
         ``outside_root`` rejections carry no ``image_path``: nothing should ever open it.
@@ -638,7 +639,7 @@ class Source(ABC):
             file_name,
             reason,
             f"{where}: {detail}",
-            image=None if reason == "outside_root" else path,
+            image=None if reason == "outside_root" else Path(path),
         )
 
     def _missing(self, image: Path, where: str, *, source: str | None = None) -> Rejection:
@@ -827,7 +828,7 @@ def iter_scored_csv(
                 )
                 continue
             seen[name] = where
-            image, rejection = source._locate(index, name, file_name, where)
+            found, rejection = source._locate(index, name, file_name, where)
             if rejection is not None:
                 yield rejection
                 continue
@@ -838,5 +839,5 @@ def iter_scored_csv(
                 metadata["official_split"] = split
             assert value is not None
             yield source._record(
-                image, value, file_name=file_name, score_std=std, metadata=metadata
+                found, value, file_name=file_name, score_std=std, metadata=metadata
             )

@@ -267,9 +267,9 @@ class MebeautySource(Source):
         if rel is None and ("/" in key or "\\" in key):
             rel = key  # a path without an images/ folder: taken as relative (checked below)
         if rel is not None:
-            path, rejection = self._locate(index, rel, key, where)
+            found, rejection = self._locate(index, rel, key, where)
             if rejection is None or rejection.reason in _FINAL:
-                return path, rejection
+                return Path(found), rejection
         name = _tail(key, 1)
         matches = by_name.get(name, [])
         if len(matches) > 1:
@@ -282,7 +282,8 @@ class MebeautySource(Source):
         if not matches:
             missing = self.images / (rel or name)
             return missing, self._missing(missing, where)
-        return self._locate(index, matches[0], key, where)
+        found, rejection = self._locate(index, matches[0], key, where)
+        return Path(found), rejection
 
     def iter_items(self) -> Iterator[Record | Rejection]:
         """MOS per image from the per-rater workbook."""

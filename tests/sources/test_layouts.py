@@ -158,6 +158,7 @@ def test_directory_index_locate_reasons(tmp_path: Path) -> None:
             "gone.jpg",
             "dir",
             "caf\ufffd.jpg",
+            "nul\x00.jpg",
         ]
     }
     assert reasons == {
@@ -174,6 +175,7 @@ def test_directory_index_locate_reasons(tmp_path: Path) -> None:
         "gone.jpg": "missing_file",
         "dir": "missing_file",
         "caf\ufffd.jpg": "undecodable_name",
+        "nul\x00.jpg": "undecodable_name",
     }
     # A folder the user linked in from another disk is theirs: files in it are accepted.
     elsewhere = tmp_path / "disk"
