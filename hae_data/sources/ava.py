@@ -9,13 +9,15 @@ the official large-scale train and test sets. The images (``<id>.jpg``, about 25
 not part of the release. The text files are accepted at the root or under ``AVA_dataset/``
 (the folder name of the authors' package, as in imfing/ava_downloader). The image folder:
 
-- ``images/images/<id>.jpg``, the layout of the widely shared 64-part 7z archive linked from
-  imfing/ava_downloader's README (its top folder ``images/`` holds a folder ``images/``);
-  many public loaders hard-code ``AVA_dataset/images/images/`` (dozens of hits for that
-  string in public code, for example NIMA training scripts), so it is tried at the root and
-  under ``AVA_dataset/``;
-- ``images/`` or ``image/`` (Ry3nG/SSIRA's ``code/TAD66K/utils/constants.py`` reads
-  ``AVA_dataset/image``), at the root or under ``AVA_dataset/``;
+- ``images/images/<id>.jpg``, the layout of the widely shared 7z archive linked from
+  imfing/ava_downloader's README (unpacked, its folder ``images/`` holds a folder
+  ``images/``); many public loaders hard-code ``AVA_dataset/images/images/`` (for example
+  phuockhanhle/iqs-digikam, ``NIMA/train.sh``; a code search for that string fills its ten
+  result slots with unrelated projects), so it is tried at the root and under
+  ``AVA_dataset/``;
+- ``images/`` or ``image/`` (Ry3nG/SSIRA, ``code/AestheticNet/utils/constants.py``, reads
+  ``AVA_dataset/image`` beside ``AVA_dataset/AVA.txt``), at the root or under
+  ``AVA_dataset/``;
 - flat: the images beside ``AVA.txt``.
 
 Failing those, the folder holding the most of ``AVA.txt``'s ids is searched for under the root;

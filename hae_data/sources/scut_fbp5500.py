@@ -8,14 +8,15 @@ github.com/HCIILAB/SCUT-FBP5500-Database-Release, cross-checked against several 
   overrides): 5,500 frontal faces named by subset: ``AF*`` (Asian female, 2,000), ``AM*``
   (Asian male, 2,000), ``CF*`` (Caucasian female, 750), ``CM*`` (Caucasian male, 750);
 - ``All_Ratings.xlsx``: one row per (rater, image) with the columns ``Rater``, ``Filename``,
-  ``Rating`` and ``original Rating``; 60 raters x 5,500 images = 330,000 rows. Copies differ in
-  their sheets: public loaders read ``sheet_name="ALL"`` (so that copy has an ``ALL`` sheet
-  beside per-subset sheets), others read the first sheet and find all 330,000 rows there. This
-  loader reads exactly one sheet, the one with all ratings, never a subset: the sheet named
-  ``ALL`` (any case), else the only sheet, else the sheet with the most rows among those with
-  the three columns (logged); ``sheet`` overrides. Reading several sheets would count each
-  subset's ratings twice. Some copies keep the file in ``train_test_files/``; both places are
-  tried;
+  ``Rating`` and ``original Rating``; 60 raters x 5,500 images = 330,000 rows. The authors'
+  README does not describe the workbook (it is inside the download). Public loaders found by
+  code search (their repositories not identified by the search) disagree on its sheets: one
+  reads ``sheet_name="ALL"``, one splits the workbook into per-subset CSVs, others read the
+  first sheet and report all 330,000 rows there. This loader reads exactly one sheet, the one
+  with all ratings, never a subset: the sheet named ``ALL`` (any case), else the only sheet,
+  else the sheet with the most rows among those with the three columns (logged); ``sheet``
+  overrides. Reading several sheets would count each subset's ratings twice. Some copies keep
+  the file in ``train_test_files/``; both places are tried;
 - ``train_test_files/``: ``All_labels.txt`` (``<file> <mean>``), the 60/40 split
   ``split_of_60%training and 40%testing/{train,test}.txt`` and the five cross-validation folds
   ``5_folders_cross_validations_files/cross_validation_<k>/{train,test}_<k>.txt``.
@@ -30,7 +31,8 @@ fold whose test list holds the image).
 Licence: non-commercial research use only (the repository's README). Citation: Liang, Lin, Jin,
 Xie, Li. SCUT-FBP5500: A Diverse Benchmark Dataset for Multi-Paradigm Facial Beauty
 Prediction. ICPR 2018. Homepage / how to obtain:
-https://github.com/HCIILAB/SCUT-FBP5500-Database-Release (Google Drive / Baidu links, 167 MB).
+https://github.com/HCIILAB/SCUT-FBP5500-Database-Release (Google Drive / Baidu links, 172 MB
+per its README).
 """
 
 from __future__ import annotations

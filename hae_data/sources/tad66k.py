@@ -13,8 +13,8 @@ file per theme. The authors' loader (``code/TAD66K/dataset.py``) reads ``image``
   ``TAD66K/`` beside ``labels/`` (the Drive folder's image folder), ``imgs/`` (a third-party
   converter found by code search reads ``TAD66K/imgs/<image>`` beside
   ``TAD66K/labels/merge/``), ``images/``, ``img/`` or the root itself (Ry3nG/SSIRA,
-  ``code/TAD66K/utils/dataset.py`` with its constants, keeps the images directly in the
-  folder holding ``labels/``);
+  ``code/TAD66K/utils/dataset.py`` with ``code/TAD66K/utils/constants.py``, reads the
+  images directly from the folder holding ``labels/merge/``);
 - ``dataset/merge`` + ``dataset/unmerge`` (the repository's ``dataset.zip`` unpacked);
 - ``merge/`` + ``unmerge/`` at the root.
 
