@@ -74,6 +74,7 @@ __all__ = [
     "SourceFormatError",
     "SourceRootError",
     "csv_column",
+    "csv_rows",
     "discover_image_folder",
     "iter_scored_csv",
     "iter_xlsx_rows",
@@ -677,6 +678,23 @@ class RowError(ValueError):
         self.detail = detail
 
 
+def csv_rows(reader: Any) -> Iterator[tuple[int, list[str], str]]:
+    """``(line, fields, "")`` per row of a ``csv.reader``, ``(line, [], error)`` for a bad one.
+
+    A field over the csv module's size limit raises ``csv.Error`` in the middle of a file; the
+    reader resumes on the next line, so that row is reported and the rest still read.
+    """
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, [], f"unreadable row: {exc}"
+            continue
+        yield reader.line_num, fields, ""
+
+
 class CsvLabels:
     """A CSV label file read row by row, with its header checked before the first row.
 
@@ -720,17 +738,10 @@ class CsvLabels:
                     f"found {self.header}"
                 )
             width = len(self.header)
-            while True:
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    # A field over the csv module's size limit (or a stray NUL): this row is
-                    # lost, the reader resumes on the next line.
-                    yield reader.line_num, None, [], f"unreadable row: {exc}"
+            for line, fields, error in csv_rows(reader):
+                if error:
+                    yield line, None, [], error
                     continue
-                line = reader.line_num
                 if not fields or all(not f.strip() for f in fields):
                     continue
                 if len(fields) != width:

@@ -11,11 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from annotation_schema import load_standard
 from hae_data.records import Record, Rejection
 from hae_data.sources import SOURCES, SourceFormatError
 from hae_data.sources.__main__ import main
 from hae_data.sources.base import SEARCH_DEPTH, DirectoryIndex
-from hae_data.sources.fixtures import LAYOUTS, FixtureManifest, write_fixture
+from hae_data.sources.fixtures import (
+    HUGE_FIELD,
+    LAYOUTS,
+    FixtureManifest,
+    write_fixture,
+    write_hostile_files,
+)
 
 #: Where each layout keeps its images, relative to the root: what discovery must choose.
 IMAGE_FOLDER = {
@@ -350,3 +357,29 @@ def test_mebeauty_repo_paths_decide_shared_names_and_quoted_splits(tmp_path: Pat
     assert sorted(r.file_name.split("/", 1)[1] for r in records2) == sorted(
         f.split("/", 1)[1] for f in manifest.scores
     )
+
+
+def test_annotations_survive_a_huge_field_and_utf16(tmp_path: Path) -> None:
+    manifest = write_fixture("humanbeauty_50k", tmp_path, broken=False, n=3)
+    path = tmp_path / "annotations.csv"
+    text = path.read_text(encoding="utf-8")
+    huge = "person_0000.jpg,r77," + ",".join(["0.5"] * 11) + "," + HUGE_FIELD + "\n"
+    path.write_text(text + huge, encoding="utf-16")
+    records, rejections = SOURCES["humanbeauty_50k"](tmp_path).load()
+    assert sorted(r.file_name for r in records) == sorted(manifest.scores)
+    assert [r.reason for r in rejections] == ["malformed_row"]
+    assert "unreadable row" in rejections[0].detail
+
+
+def test_annotations_reject_paths_out_of_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "hb"
+    manifest = write_fixture("humanbeauty_50k", root, broken=False, n=3)
+    hostile = write_hostile_files(root, root / "images")
+    keys = load_standard().keys
+    with open(root / "annotations.csv", "a", newline="") as fh:
+        for label in hostile.rows:
+            for r in range(10):
+                fh.write(",".join([label, f"r{r}", *["0.5"] * len(keys)]) + "\n")
+    records, rejections = SOURCES["humanbeauty_50k"](root).load()
+    assert sorted(r.file_name for r in records) == sorted(manifest.scores)
+    assert Counter(r.reason for r in rejections) == Counter(hostile.rows.values())
