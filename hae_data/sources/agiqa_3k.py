@@ -5,11 +5,15 @@ Native format (confirmed in github.com/lcysyzxdxc/AGIQA-3k-Database, ``README.md
 ``name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align``, one row per image
 (2,982 rows, file names such as ``AttnGAN_normal_000.jpg`` or ``sd1.5_highcorr_207.jpg``:
 generator, prompt group, index). The images come as a separate archive, ``AGIQA-3K.zip``
-(Google Drive / Quark links in the README); the folder it unpacks to is not named there, and
-copies seen in public code use ``images/``, ``Images/`` or ``AGIQA-3K/``. Those, ``AGIQA-3k/``,
-``AGIQA3K/``, ``image/`` and the root itself are tried in that order; failing them the folder
-holding the most of ``data.csv``'s names is searched for under the root; ``images_dir``
-overrides.
+(Google Drive / Quark links in the README); the folder it unpacks to is not named there.
+Public loaders found by a code search (the search did not name their repositories) read
+``images/`` or ``Images/`` beside ``data.csv`` (``AGIQA-3k/AGIQA-3k/Images/`` next to
+``AGIQA-3k/AGIQA-3k/data.csv``; ``agiqa-3k/images`` next to ``agiqa-3k/data.csv``). Those,
+``AGIQA-3K/`` (the archive's name, so its likely top folder), ``AGIQA-3k/``, ``AGIQA3K/``,
+``image/`` and the root itself are tried in that order; failing them the folder holding the
+most of ``data.csv``'s names is searched for under the root; ``images_dir`` overrides. Run
+on the repository's ``data.csv`` (with an empty placeholder file per image), the loader keeps
+all 2,982 rows.
 
 Score: the subjective MOS and its standard deviation, for perceptual quality and for
 text-image alignment; higher is better. The README calls them "Normalized MOS and STD"; the

@@ -32,7 +32,9 @@ have no path; the authors' lists once spelt a folder ``midestern``) the bare nam
 among all image files. A bare name found in several folders is ``ambiguous_file`` only when no
 ``path`` said which one was rated. Measured on the repository: 2,530 of the 2,607 rows find
 their image (2,523 by ``path``, 7 by bare name), 77 name files it does not hold, and one
-image is listed four times (``duplicate_id``).
+image is listed four times (``duplicate_id``). This loader, run on a copy of the repository,
+keeps 2,278 images and rejects 249 as ``too_few_raters`` (fewer than 9), 77 as
+``missing_file`` and 3 as ``duplicate_id``.
 
 Score: 1-10, higher is more attractive. Raters: the README says about 300 raters; the 2022
 workbook has 360 rater columns. The MOS is computed here (:func:`hae_data.scores.aggregate_mos`,
