@@ -470,7 +470,9 @@ class Source(ABC):
 
     Subclasses set ``info`` (their :data:`~hae_data.sources.catalog.CATALOG` entry) and
     implement :meth:`iter_items`, which streams records and rejections in file order. The
-    constructor only checks the root and finds files; nothing is read until iteration.
+    constructor only checks the root and finds files; nothing is read until iteration. The
+    image folder (:attr:`images`) is chosen on first use from ``images_dir``, the subclass's
+    ``image_folders`` and :meth:`label_names`; :attr:`image_choice` then says how.
     """
 
     info: ClassVar[SourceInfo]
