@@ -8,8 +8,15 @@ homepage and how to obtain the data (also summarised in
 what a user runs first on a downloaded dataset; ``python -m hae_data.sources list`` lists them.
 
 Adding a source: write ``<name>.py`` with a :class:`~hae_data.sources.base.Source` subclass whose
-``info`` is a new catalogue entry, a fixture writer in :mod:`hae_data.sources.fixtures`, and an
-entry in ``SOURCES`` below (explicit: no discovery by import).
+``info`` is a new catalogue entry, whose ``image_folders`` list the image folders of the
+layouts its real downloads have (read them from the dataset's own repository and from public
+code that reads it, and cite both in the module docstring) and whose ``label_names`` lists the
+label file's image names, so :func:`~hae_data.sources.base.discover_image_folder` can find the
+images anywhere else under the root; pass ``images_dir`` on to the base constructor. Check every
+label row's file with ``Source._locate`` (it rejects paths that leave the root). Then add a
+fixture writer in :mod:`hae_data.sources.fixtures` with a ``layout`` per real layout (listed in
+``LAYOUTS``) and ``hostile`` rows, and an entry in ``SOURCES`` below (explicit: no discovery by
+import).
 """
 
 from __future__ import annotations

@@ -1,21 +1,30 @@
 """AGIQA-3K: an open database for AI-generated image quality assessment (Li et al., 2023).
 
-Native format (confirmed in github.com/lcysyzxdxc/AGIQA-3k-Database): ``data.csv`` with the
-columns ``name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align``, one row
-per image (2,982 images, file names such as ``AttnGAN_normal_000.jpg`` or
-``sd1.5_highcorr_207.jpg``: generator, prompt group, index). The images come as a separate
-archive (Google Drive / Baidu links in the README); their folder name inside the archive is not
-confirmed, so ``images/``, ``AGIQA-3K/``, ``AGIQA-3k/``, ``image/`` and the root itself are
-tried in that order (``images_dir`` overrides).
+Native format (confirmed in github.com/lcysyzxdxc/AGIQA-3k-Database, ``README.md`` and
+``data.csv``): ``data.csv`` with the columns
+``name,prompt,adj1,adj2,style,mos_quality,std_quality,mos_align,std_align``, one row per image
+(2,982 rows, file names such as ``AttnGAN_normal_000.jpg`` or ``sd1.5_highcorr_207.jpg``:
+generator, prompt group, index). The images come as a separate archive, ``AGIQA-3K.zip``
+(Google Drive / Quark links in the README); the folder it unpacks to is not named there.
+Public loaders found by a code search (the search did not name their repositories) read
+``images/`` or ``Images/`` beside ``data.csv`` (``AGIQA-3k/AGIQA-3k/Images/`` next to
+``AGIQA-3k/AGIQA-3k/data.csv``; ``agiqa-3k/images`` next to ``agiqa-3k/data.csv``). Those,
+``AGIQA-3K/`` (the archive's name, so its likely top folder), ``AGIQA-3k/``, ``AGIQA3K/``,
+``image/`` and the root itself are tried in that order; failing them the folder holding the
+most of ``data.csv``'s names is searched for under the root; ``images_dir`` overrides. Run
+on the repository's ``data.csv`` (with an empty placeholder file per image), the loader keeps
+all 2,982 rows.
 
 Score: the subjective MOS and its standard deviation, for perceptual quality and for
-text-image alignment; higher is better. The released values lie in 0-5 (sampled across the file:
-about 0.2 to 4.1). **Decision** (SPEC 2.1): ``raw_score`` is ``mos_quality`` and ``score_std``
+text-image alignment; higher is better. The README calls them "Normalized MOS and STD"; the
+released ``mos_quality`` values lie in 0-4.49 (the whole file read), so the declared scale is
+0-5. **Decision** (SPEC 2.1): ``raw_score`` is ``mos_quality`` and ``score_std``
 is ``std_quality``; ``mos_align``/``std_align``, the prompt, its adjectives, the style and the
 generator (the file-name prefix) are kept as metadata. No per-rater scores are released.
 
-Licence: research use under the authors' terms (see the repository's LICENSE); the images were
-produced by public text-to-image models. Citation: Li, Zhang, Wu, Sun, Min, Liu, Zhai, Lin.
+Licence: MIT (the README's "License" section: "The database is distributed under the MIT
+license", and the repository's ``LICENSE``); the images were produced by public text-to-image
+models. Citation: Li, Zhang, Wu, Sun, Min, Liu, Zhai, Lin.
 AGIQA-3K: An Open Database for AI-Generated Image Quality Assessment. IEEE TCSVT 2023.
 Homepage / how to obtain: https://github.com/lcysyzxdxc/AGIQA-3k-Database.
 """
@@ -27,7 +36,7 @@ import os
 from collections.abc import Iterator
 
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import RowError, Source, iter_scored_csv, parse_score
+from hae_data.sources.base import RowError, Source, csv_column, iter_scored_csv, parse_score
 from hae_data.sources.catalog import CATALOG
 
 __all__ = ["Agiqa3kSource"]
@@ -39,15 +48,18 @@ class Agiqa3kSource(Source):
     """AGIQA-3K from ``data.csv`` and the image folder."""
 
     info = CATALOG["agiqa_3k"]
+    image_folders = ("images", "Images", "AGIQA-3K", "AGIQA-3k", "AGIQA3K", "image", ".")
 
-    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
-        super().__init__(root)
+    def __init__(
+        self, root: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(root, images_dir=images_dir)
         self.labels = self._find(["data.csv"], what="data.csv")
         assert self.labels is not None
-        candidates = ["images", "AGIQA-3K", "AGIQA-3k", "AGIQA3K", "image"]
-        if images_dir is None and not any((self.root / c).is_dir() for c in candidates):
-            images_dir = "."  # a flat copy: images next to data.csv
-        self.images = self._images_dir(images_dir, candidates)
+
+    def label_names(self) -> Iterator[str]:
+        """The ``name`` column of ``data.csv``."""
+        return csv_column([self.labels], "name", title=self.info.title)
 
     def iter_items(self) -> Iterator[Record | Rejection]:
         """Stream ``data.csv``."""

@@ -49,7 +49,14 @@ import pandas as pd
 from annotation_schema import load_standard, validate_annotation_row
 from hae_data.records import Record, Rejection
 from hae_data.scores import aggregate_mos, check_min_raters
-from hae_data.sources.base import DirectoryIndex, Source, SourceFormatError, relpath
+from hae_data.sources.base import (
+    DirectoryIndex,
+    Source,
+    SourceFormatError,
+    csv_rows,
+    open_text,
+    relpath,
+)
 from hae_data.sources.catalog import CATALOG
 
 __all__ = ["AnnotationSource"]
@@ -119,7 +126,7 @@ class AnnotationSource(Source):
             df["where"] = [f"{name}:row {i + 1}" for i in range(len(df))]
             return df, rejections
         rows: list[list[Any]] = []
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        with open_text(path, title="HumanBeauty-50K") as fh:
             reader = csv.reader(fh)
             try:
                 header = [h.strip() for h in next(reader)]
@@ -127,10 +134,13 @@ class AnnotationSource(Source):
                 raise SourceFormatError(f"HumanBeauty-50K: {path} is empty") from None
             self._check_columns(path, header)
             pick = [header.index(c) for c in columns]
-            for fields in reader:
+            for line, fields, error in csv_rows(reader):
+                where = f"{name}:{line}"
+                if error:
+                    rejections.append(self._reject(where, "malformed_row", f"{where}: {error}"))
+                    continue
                 if not fields:  # a blank line
                     continue
-                where = f"{name}:{reader.line_num}"
                 if len(fields) != len(header):
                     image = fields[pick[0]].strip() if len(fields) > pick[0] else where
                     rejections.append(
@@ -221,7 +231,7 @@ class AnnotationSource(Source):
                     detail=f"0 valid rating(s), need at least {self.min_raters}",
                     image_path=str(to_path[image]),
                 )
-        index = DirectoryIndex(self.images)
+        index = DirectoryIndex(self.images, self.root)
         root_col = load_standard().root - 1
         where = ", ".join(relpath(p, self.root) for p in self.files)
         table = result.table
@@ -231,12 +241,13 @@ class AnnotationSource(Source):
         counts = table["rater_count"].to_numpy()
         for image, mean, std, count in zip(table.index, means, stds, counts, strict=True):
             path = self.images / str(image)
-            if str(image) not in index:
-                yield self._missing(path, where)
+            found, rejection = self._locate(index, str(image), relpath(path, self.root), where)
+            if rejection is not None:
+                yield rejection
                 continue
             known = not np.isnan(std).any()  # NaN only with a single rater
             yield self._record(
-                path,
+                found,
                 float(mean[root_col]),
                 part="fine_grained",
                 rater_count=int(count),

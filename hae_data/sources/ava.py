@@ -6,8 +6,22 @@ index, image id, ten vote counts for the scores 1..10, semantic tag 1, semantic 
 1-66 named in ``tags.txt``; ``0`` means no tag), challenge id (named in ``challenges.txt``).
 ``aesthetics_image_lists/generic_ls_train.jpgl`` and ``generic_test.jpgl`` list the image ids of
 the official large-scale train and test sets. The images (``<id>.jpg``, about 255,500 files) are
-not part of the release; the usual copies put them in ``images/`` (also found: ``image/``).
-This loader accepts the text files at the root or under ``AVA_dataset/``.
+not part of the release. The text files are accepted at the root or under ``AVA_dataset/``
+(the folder name of the authors' package, as in imfing/ava_downloader). The image folder:
+
+- ``images/images/<id>.jpg``, the layout of the widely shared 7z archive linked from
+  imfing/ava_downloader's README (unpacked, its folder ``images/`` holds a folder
+  ``images/``); many public loaders hard-code ``AVA_dataset/images/images/`` (for example
+  phuockhanhle/iqs-digikam, ``NIMA/train.sh``; a code search for that string fills its ten
+  result slots with unrelated projects), so it is tried at the root and under
+  ``AVA_dataset/``;
+- ``images/`` or ``image/`` (Ry3nG/SSIRA, ``code/AestheticNet/utils/constants.py``, reads
+  ``AVA_dataset/image`` beside ``AVA_dataset/AVA.txt``), at the root or under
+  ``AVA_dataset/``;
+- flat: the images beside ``AVA.txt``.
+
+Failing those, the folder holding the most of ``AVA.txt``'s ids is searched for under the root;
+``images_dir`` overrides. A UTF-8 BOM at the start of ``AVA.txt`` is dropped.
 
 Score: 1-10, higher is better. Raters: a vote histogram from DPChallenge members (about 200
 votes per image, no rater ids), so the MOS is the vote-weighted mean of 1..10 with the vote
@@ -77,15 +91,24 @@ class AvaSource(Source):
     """
 
     info = CATALOG["ava"]
+    image_folders = (
+        "images",
+        "images/images",
+        "image",
+        "AVA_dataset/images",
+        "AVA_dataset/images/images",
+        "AVA_dataset/image",
+        "AVA_dataset",
+        ".",
+    )
 
-    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
-        super().__init__(root)
+    def __init__(
+        self, root: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(root, images_dir=images_dir)
         self.labels = self._find(["AVA.txt", "AVA_dataset/AVA.txt"], what="AVA.txt")
         assert self.labels is not None
         meta = self.labels.parent
-        self.images = self._images_dir(
-            images_dir, ["images", "image", "AVA_dataset/images", "AVA_dataset/image"]
-        )
         self.tags_file = meta / "tags.txt" if (meta / "tags.txt").is_file() else None
         self.challenges_file = (
             meta / "challenges.txt" if (meta / "challenges.txt").is_file() else None
@@ -98,21 +121,28 @@ class AvaSource(Source):
             lists / "generic_test.jpgl" if (lists / "generic_test.jpgl").is_file() else None
         )
 
+    def label_names(self) -> Iterator[str]:
+        """``<id>.jpg`` for each line of ``AVA.txt`` (column 2 is the image id)."""
+        for _, line in read_text_lines(self.labels, title=self.info.title):
+            fields = line.split(maxsplit=2)
+            if len(fields) > 1:
+                yield f"{fields[1]}.jpg"
+
     def iter_items(self) -> Iterator[Record | Rejection]:
         """Stream ``AVA.txt``: one record per line with votes, rejections for bad lines."""
         tags = _read_names(self.tags_file)
         challenges = _read_names(self.challenges_file)
         train_ids, test_ids = _read_ids(self.train_list), _read_ids(self.test_list)
-        index = DirectoryIndex(self.images)
+        index = DirectoryIndex(self.images, self.root)
         seen: dict[str, int] = {}
         where_file = self.labels.name
         prefix = relpath(self.images, self.root)
-        folder = str(self.images)
-        for number, line in read_text_lines(self.labels):
+        prefix = "" if prefix == "." else prefix + "/"
+        for number, line in read_text_lines(self.labels, title=self.info.title):
             fields = line.split()
             image_id = fields[1] if len(fields) > 1 else fields[0]
             name = f"{image_id}.jpg"
-            file_name = f"{prefix}/{name}"
+            file_name = f"{prefix}{name}"
             problem = _check(fields, line)
             if problem is not None:
                 reason, detail = problem
@@ -132,8 +162,9 @@ class AvaSource(Source):
                 )
                 continue
             seen[image_id] = number
-            if name not in index:
-                yield self._missing(self.images / name, f"{where_file}:{number}")
+            found, rejection = self._locate(index, name, file_name, f"{where_file}:{number}")
+            if rejection is not None:
+                yield rejection
                 continue
             s1 = sum(map(mul, _K, votes))
             s2 = sum(map(mul, _K2, votes))
@@ -159,7 +190,7 @@ class AvaSource(Source):
             elif image_id in train_ids:
                 metadata["official_split"] = "train"
             yield self._record(
-                f"{folder}/{name}",
+                found,
                 mos,
                 file_name=file_name,
                 rater_count=n,

@@ -3,8 +3,13 @@
 Native format (confirmed in github.com/Dreemurr-T/BAID): ``dataset/train_set.csv``,
 ``dataset/val_set.csv`` and ``dataset/test_set.csv`` with columns ``image,score`` (for example
 ``241705.jpg,9.999043``); the images are downloaded by ``downloading_script/download.py`` into
-``images/`` (or fetched from the authors' Baidu Netdisk copy). The three files are the official
-split (``official_split`` = ``train``/``val``/``test``).
+``images/`` (or fetched from the authors' Baidu Netdisk copy): the README says "The images will
+be saved to ``images/`` folder" and "Ground-truth labels of the dataset can be found in the
+``dataset`` folder". The three files are the official split (``official_split`` =
+``train``/``val``/``test``). Accepted layouts: that one, and images at the root; elsewhere they
+are searched for under the root, and ``images_dir`` overrides. Run on the repository's three
+files (with an empty placeholder file per image) the loader keeps all 60,337 rows (50,737 /
+3,200 / 6,400).
 
 Score: 0-10, higher is better, derived by the authors from the votes each artwork received on
 Boldbrush; no per-rater data is released (the authors' own loader divides by 10). Licence:
@@ -21,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import Source, iter_scored_csv
+from hae_data.sources.base import Source, csv_column, iter_scored_csv
 from hae_data.sources.catalog import CATALOG
 
 __all__ = ["BaidSource"]
@@ -33,9 +38,12 @@ class BaidSource(Source):
     """BAID from ``dataset/{train,val,test}_set.csv`` and ``images/``."""
 
     info = CATALOG["baid"]
+    image_folders = ("images", ".")
 
-    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
-        super().__init__(root)
+    def __init__(
+        self, root: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(root, images_dir=images_dir)
         folder = self._find(["dataset"], what="dataset/ folder with the label CSVs")
         assert folder is not None
         self.label_files: list[tuple[Path, str | None]] = [
@@ -43,7 +51,10 @@ class BaidSource(Source):
         ]
         if not self.label_files:
             self._find([f"dataset/{name}" for name, _ in _SPLITS], what="label CSV")
-        self.images = self._images_dir(images_dir, ["images"])
+
+    def label_names(self) -> Iterator[str]:
+        """The ``image`` column of the three split files."""
+        return csv_column([p for p, _ in self.label_files], "image", title=self.info.title)
 
     def iter_items(self) -> Iterator[Record | Rejection]:
         """Stream the three split files in train, val, test order."""

@@ -9,6 +9,13 @@ id, and for the per-rater sources too few raters and a duplicate (image, rater).
 rejection reasons how often, and each record's expected raw score (computed here from the
 generated ratings, independently of the loader).
 
+``layout`` picks one of the real layouts a source is found in (:data:`LAYOUTS` lists them per
+source; the first is the default, the most common one, which the demo uses). ``hostile=True``
+adds rows no real download has, which the loader must reject without stopping: paths that
+leave the root (``..``, absolute, a symlink to a file outside), a symlink loop, and for text
+label files an undecodable name and a field over the csv module's size limit
+(:func:`write_hostile_files` makes the files they name).
+
 Images are small generated JPEGs unless ``images`` is given: a sequence of encoded images or a
 function from the item index to encoded bytes. The demo passes real photos that way (good
 items use ``images`` in order; the few extra files for broken cases are always generated).
@@ -32,7 +39,17 @@ import numpy as np
 from annotation_schema import load_standard
 from hae_data.sources.apddv2 import ATTRIBUTES as APDD_ATTRIBUTES
 
-__all__ = ["WRITERS", "FixtureManifest", "ImageProvider", "make_jpeg", "write_fixture"]
+__all__ = [
+    "HUGE_FIELD",
+    "LAYOUTS",
+    "WRITERS",
+    "FixtureManifest",
+    "HostileNames",
+    "ImageProvider",
+    "make_jpeg",
+    "write_fixture",
+    "write_hostile_files",
+]
 
 #: Encoded images for the good items, in order, or a function from item index to bytes.
 ImageProvider = Sequence[bytes] | Callable[[int], bytes] | None
@@ -141,6 +158,62 @@ def _xlsx(path: Path, sheets: dict[str, list[list[Any]]]) -> None:
     wb.save(path)
 
 
+def _prefix(folder: Path, root: Path) -> str:
+    """``folder`` relative to ``root`` as a ``file_name`` prefix (``""`` for the root)."""
+    rel = folder.relative_to(root).as_posix()
+    return "" if rel == "." else rel + "/"
+
+
+def _layout(source: str, layout: str) -> str:
+    if layout not in LAYOUTS[source]:
+        raise ValueError(f"{source}: unknown layout {layout!r}; known: {LAYOUTS[source]}")
+    return layout
+
+
+#: A CSV field longer than the csv module's default limit (131,072 characters).
+HUGE_FIELD = "x" * 200_000
+
+
+@dataclass(frozen=True)
+class HostileNames:
+    """Names for label rows that must be rejected, and what each must be rejected as.
+
+    ``stranger`` is a real file outside the dataset root that must never be opened.
+    """
+
+    stranger: Path
+    rows: dict[str, str]
+
+
+def write_hostile_files(root: Path, images_dir: Path) -> HostileNames:
+    """A file outside ``root`` and, in ``images_dir``, a symlink to it and a symlink loop.
+
+    Returns the label names (relative to ``images_dir``) with the reason each must get:
+    ``..`` segments, an absolute path and the outward symlink are ``outside_root``, the loop
+    is ``symlink_loop``.
+    """
+    stranger = root.parent / f"{root.name}-stranger.jpg"
+    stranger.write_bytes(make_jpeg(424_242))
+    images_dir.mkdir(parents=True, exist_ok=True)
+    (images_dir / "link-out.jpg").symlink_to(stranger)
+    (images_dir / "loop.jpg").symlink_to(images_dir / "loop.jpg")
+    depth = len(images_dir.relative_to(root).parts)
+    return HostileNames(
+        stranger,
+        {
+            "../" * (depth + 1) + stranger.name: "outside_root",
+            str(stranger): "outside_root",
+            "link-out.jpg": "outside_root",
+            "loop.jpg": "symlink_loop",
+        },
+    )
+
+
+def _append_bytes(path: Path, data: bytes) -> None:
+    with open(path, "ab") as fh:
+        fh.write(data)
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     arr = np.asarray(values, dtype=np.float64)
     return float(arr.mean()), (float(arr.std(ddof=1)) if arr.size > 1 else None)
@@ -149,17 +222,36 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
 # -- AVA ---------------------------------------------------------------------------------
 
 
+#: AVA layouts: (folder of ``AVA.txt`` and its lists, image folder), relative to the root.
+_AVA_LAYOUTS = {
+    "images": (".", "images"),
+    "archive": ("AVA_dataset", "AVA_dataset/images/images"),
+    "images/images": (".", "images/images"),
+    "image": ("AVA_dataset", "image"),
+    "flat": (".", "."),
+}
+
+
 def write_ava(
-    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "images",
+    hostile: bool = False,
 ) -> FixtureManifest:
     """``AVA.txt`` (15 columns), ``tags.txt``, ``challenges.txt``, the generic split lists and
-    ``images/<id>.jpg``. Item 0 has no tags (``0 0``), item 1 one tag (``15 0``)."""
+    ``<id>.jpg`` images in the ``layout``'s folder. Item 0 has no tags (``0 0``), item 1 one
+    tag (``15 0``)."""
     _check_n(n)
+    meta_dir, image_dir = (root / d for d in _AVA_LAYOUTS[_layout("ava", layout)])
+    prefix = _prefix(image_dir, root)
     rng = _rng("ava")
     files = _Images(images, n)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "tags.txt").write_text("1 Abstract\n15 Nature\n17 Portraiture\n18 Still Life\n")
-    (root / "challenges.txt").write_text("100 Portraits\n101 Free_Study\n102 Faces\n")
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    (meta_dir / "tags.txt").write_text("1 Abstract\n15 Nature\n17 Portraiture\n18 Still Life\n")
+    (meta_dir / "challenges.txt").write_text("100 Portraits\n101 Free_Study\n102 Faces\n")
     lines: list[str] = []
     scores: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -171,8 +263,8 @@ def write_ava(
         votes[int(rng.integers(0, 10))] += 1  # never all zero
         tags = [0, 0] if i == 0 else [15, 0] if i == 1 else [17, 1 + int(rng.integers(0, 66))]
         lines.append(" ".join(map(str, [i + 1, image_id, *votes, *tags, 100 + i % 3])))
-        files.good(root / "images" / f"{image_id}.jpg", i)
-        name = f"images/{image_id}.jpg"
+        files.good(image_dir / f"{image_id}.jpg", i)
+        name = f"{prefix}{image_id}.jpg"
         total = sum(votes)
         scores[name] = sum(k * c for k, c in enumerate(votes, start=1)) / total
         counts[name] = total
@@ -194,8 +286,17 @@ def write_ava(
         first = lines[0].split(" ", 1)[1]
         lines.append(f"{k + 5} {first}")
         rejected["duplicate_id"] += 1
-    (root / "AVA.txt").write_text("\n".join(lines) + "\n")
-    lists = root / "aesthetics_image_lists"
+    if hostile:
+        for j, (label, reason) in enumerate(write_hostile_files(root, image_dir).rows.items()):
+            lines.append(f"{n + 20 + j} {label.removesuffix('.jpg')} 1 2 3 4 5 6 7 8 9 10 0 0 100")
+            rejected[reason] += 1
+    ava_txt = meta_dir / "AVA.txt"
+    ava_txt.write_text("\n".join(lines) + "\n")
+    if hostile:
+        # An id whose bytes are not UTF-8: read as U+FFFD, it cannot name a file.
+        _append_bytes(ava_txt, b"990 \xff\xfe990 1 2 3 4 5 6 7 8 9 10 0 0 100\n")
+        rejected["undecodable_name"] += 1
+    lists = meta_dir / "aesthetics_image_lists"
     lists.mkdir(exist_ok=True)
     (lists / "generic_ls_train.jpgl").write_text("".join(f"{i}\n" for i in train))
     (lists / "generic_test.jpgl").write_text("".join(f"{i}\n" for i in test))
@@ -214,6 +315,7 @@ def _scored_csv_fixture(
     n: int,
     images: ImageProvider,
     broken: bool,
+    hostile: bool,
     scale: tuple[float, float],
     stem: Callable[[int], str],
 ) -> FixtureManifest:
@@ -222,7 +324,7 @@ def _scored_csv_fixture(
     rows: dict[Path, list[list[Any]]] = {path: [["image", "score"]] for path, _ in label_files}
     scores: dict[str, float] = {}
     meta: dict[str, dict[str, Any]] = {}
-    prefix = images_dir.relative_to(root).as_posix()
+    prefix = _prefix(images_dir, root)
     lo, hi = scale
     for i in range(n):
         path, split = label_files[i % len(label_files)]
@@ -230,8 +332,8 @@ def _scored_csv_fixture(
         score = round(float(lo + (hi - lo) * rng.uniform(0.05, 0.95)), 6)
         rows[path].append([image, f"{score}"])
         files.good(images_dir / image, i)
-        scores[f"{prefix}/{image}"] = score
-        meta[f"{prefix}/{image}"] = {"official_split": split}
+        scores[f"{prefix}{image}"] = score
+        meta[f"{prefix}{image}"] = {"official_split": split}
     rejected: Counter[str] = Counter()
     if broken:
         first, last = label_files[0][0], label_files[-1][0]
@@ -245,42 +347,78 @@ def _scored_csv_fixture(
         rejected["missing_file"] += 1
         rows[last].append([rows[first][1][0], "1.0"])  # the first good image again
         rejected["duplicate_id"] += 1
+    first = label_files[0][0]
+    if hostile:
+        for label, reason in write_hostile_files(root, images_dir).rows.items():
+            rows[first].append([label, f"{(lo + hi) / 2}"])
+            rejected[reason] += 1
+        rows[first].append([f"{stem(950)}.jpg", HUGE_FIELD])
+        rejected["malformed_row"] += 1
     for path, content in rows.items():
         _write_csv(path, content)
+    if hostile:
+        _append_bytes(first, b"\xff\xfe.jpg,5.0\r\n")
+        rejected["undecodable_name"] += 1
     return FixtureManifest(name, root, n, dict(rejected), scores, metadata=meta)
 
 
+#: TAD66K layouts: (folder holding ``merge/`` and ``unmerge/``, image folder).
+_TAD_LAYOUTS = {
+    "imgs": ("labels", "imgs"),
+    "drive": ("labels", "TAD66K"),
+    "repo": ("dataset", "."),
+    "images": ("labels", "images"),
+}
+
+
 def write_tad66k(
-    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "imgs",
+    hostile: bool = False,
 ) -> FixtureManifest:
-    """``labels/merge/{train,test}.csv`` (``image,score``), one theme folder, ``imgs/``."""
+    """``<labels>/merge/{train,test}.csv`` (``image,score``, CRLF as the authors ship them),
+    per-theme files ``<labels>/unmerge/{train,test}/<theme>.csv`` and the image folder, as
+    ``layout`` puts them (``drive``: ``labels/`` and ``TAD66K/``, the authors' download)."""
     _check_n(n)
-    merge = root / "labels" / "merge"
+    labels_dir, image_dir = (root / d for d in _TAD_LAYOUTS[_layout("tad66k", layout)])
+    merge = labels_dir / "merge"
     manifest = _scored_csv_fixture(
         "tad66k",
         root,
         [(merge / "train.csv", "train"), (merge / "test.csv", "test")],
-        root / "imgs",
+        image_dir,
         n=n,
         images=images,
         broken=broken,
+        hostile=hostile,
         scale=(0.0, 10.0),
         stem=lambda i: str(1_003_000 + i),
     )
-    # A per-theme label file naming the first image (its theme becomes metadata).
-    first = next(iter(manifest.scores))
-    _write_csv(
-        root / "labels" / "portrait" / "portrait.csv",
-        [["image", "score"], [first.rsplit("/", 1)[-1], manifest.scores[first]]],
-    )
-    manifest.metadata[first]["theme"] = "portrait"
+    # Per-theme label files naming the first image (train) and the last one (test).
+    good = list(manifest.scores)
+    for key, split, theme in ((good[0], "train", "portrait"), (good[-1], "test", "family")):
+        _write_csv(
+            labels_dir / "unmerge" / split / f"{theme}.csv",
+            [["image", "score"], [key.rsplit("/", 1)[-1], manifest.scores[key]]],
+        )
+        manifest.metadata[key]["theme"] = theme
     return manifest
 
 
 def write_baid(
-    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "images",
+    hostile: bool = False,
 ) -> FixtureManifest:
-    """``dataset/{train,val,test}_set.csv`` (``image,score``) and ``images/``."""
+    """``dataset/{train,val,test}_set.csv`` (``image,score``) and ``images/`` (or the root)."""
     _check_n(n)
     data = root / "dataset"
     return _scored_csv_fixture(
@@ -291,10 +429,11 @@ def write_baid(
             (data / "val_set.csv", "val"),
             (data / "test_set.csv", "test"),
         ],
-        root / "images",
+        root / ("images" if _layout("baid", layout) == "images" else "."),
         n=n,
         images=images,
         broken=broken,
+        hostile=hostile,
         scale=(0.0, 10.0),
         stem=lambda i: str(241_700 + i),
     )
@@ -306,12 +445,29 @@ _SCUT_PREFIXES = ("AF", "AM", "CF", "CM")
 SCUT_RATERS = 60
 
 
+#: SCUT-FBP5500 workbook layouts: sheet name -> which rows (``None``: all of them).
+_SCUT_SHEETS: dict[str, dict[str, str | None]] = {
+    "all_sheet": {"Asian_Female": "AF", "ALL": None},
+    "one_sheet": {"Sheet1": None},
+    "largest_sheet": {"Asian_Female": "AF", "Sheet1": None, "Caucasian_Male": "CM"},
+}
+
+
 def write_scut_fbp5500(
-    root: Path, *, n: int = 8, images: ImageProvider = None, broken: bool = True
+    root: Path,
+    *,
+    n: int = 8,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "all_sheet",
+    hostile: bool = False,
 ) -> FixtureManifest:
-    """``Images/``, ``All_Ratings.xlsx`` (a decoy subset sheet, then ``ALL`` with 60 raters per
-    image: ``Rater, Filename, Rating, original Rating``) and ``train_test_files/``."""
+    """``Images/``, ``All_Ratings.xlsx`` (60 raters per image: ``Rater, Filename, Rating,
+    original Rating``) and ``train_test_files/``. The workbook's sheets follow ``layout``:
+    ``all_sheet`` a decoy subset sheet, then ``ALL``; ``one_sheet`` a single sheet;
+    ``largest_sheet`` subset sheets around an unnamed full one."""
     _check_n(n, 4 if broken else 1)
+    sheets = _SCUT_SHEETS[_layout("scut_fbp5500", layout)]
     rng = _rng("scut")
     files = _Images(images, n)
     header = ["Rater", "Filename", "Rating", "original Rating"]
@@ -348,12 +504,23 @@ def write_scut_fbp5500(
         rejected["missing_file"] += 1
         extra_rows.append([7, None, 3, 3])
         rejected["malformed_rating_row"] += 1
+    if hostile:
+        for label, reason in write_hostile_files(root, root / "Images").rows.items():
+            ratings[label] = [(r + 1, 3) for r in range(SCUT_RATERS)]
+            rejected[reason] += 1
     all_rows = [header]
     for name, rows in ratings.items():
         all_rows.extend([rater, name, value, value] for rater, value in rows)
     all_rows.extend(extra_rows)
-    decoy = [header] + [row for row in all_rows[1:] if str(row[1] or "").startswith("AF")]
-    _xlsx(root / "All_Ratings.xlsx", {"Asian_Female": decoy, "ALL": all_rows})
+    _xlsx(
+        root / "All_Ratings.xlsx",
+        {
+            sheet: all_rows
+            if subset is None
+            else [header] + [row for row in all_rows[1:] if str(row[1] or "").startswith(subset)]
+            for sheet, subset in sheets.items()
+        },
+    )
     scores, counts, meta = {}, {}, {}
     tt = root / "train_test_files"
     split = tt / "split_of_60%training and 40%testing"
@@ -405,18 +572,43 @@ _ME_GROUPS = [
 _ME_RATERS = [f"A{17 + k}XQ{k:02d}" for k in range(10)] + ["femalecf29", "malecm37"]
 
 
+_ME_AUTHORS = "/home/ubuntu/ME-beautydatabase/images"
+
+
 def write_mebeauty(
-    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "repo",
+    hostile: bool = False,
 ) -> FixtureManifest:
-    """``images/<gender>/<ethnicity>/``, the wide workbook ``scores/generic_scores_all_2022.xlsx``
-    (``image``, 12 rater columns, a ``mean`` column) and ``scores/{train,val,test}_2022.txt``."""
+    """The MEBeauty repository's layout (``repo``): ``original_images/<gender>/<ethnicity>/``,
+    the wide workbook ``scores/generic_scores_all_2022.xlsx`` (``mean``, ``image``, ``path``,
+    12 rater columns) and split lists ``scores/{train,val,test}_2022.txt`` naming the crops,
+    quoted where a name holds a space. In it one bare name is filed in two folders (both rated,
+    each row's ``path`` says which) and one row has no ``path``. ``images``: the earlier layout,
+    ``images/<gender>/<ethnicity>/`` and a workbook with bare names only (``image``, raters,
+    ``mean``), split lists with the authors' absolute paths."""
     _check_n(n, 3 if broken else 1)
+    repo = _layout("mebeauty", layout) == "repo"
+    image_root = root / ("original_images" if repo else "images")
     rng = _rng("mebeauty")
     files = _Images(images, n)
-    header = ["image", *_ME_RATERS, "mean"]
+    header = ["mean", "image", "path", *_ME_RATERS] if repo else ["image", *_ME_RATERS, "mean"]
+
+    def row(name: str, path: str, cells: list[Any]) -> list[Any]:
+        rated = [float(c) for c in cells if isinstance(c, int | float)]
+        mean = round(float(np.mean(rated)), 3) if rated else None
+        return [mean, name, path, *cells] if repo else [name, *cells, mean]
+
+    def authors(rel: str) -> str:
+        return f"{_ME_AUTHORS}/{rel}"
+
     sheet: list[list[Any]] = [header]
-    expect: dict[str, list[float]] = {}
-    paths: dict[str, str] = {}
+    cells_of: dict[str, list[Any]] = {}
+    rel_of: dict[str, str] = {}
     for i in range(n):
         gender, ethnicity = _ME_GROUPS[i % len(_ME_GROUPS)]
         name = (
@@ -424,8 +616,12 @@ def write_mebeauty(
             if gender == "female"
             else f"man-{921_000 + i}_1920.jpg"
         )
-        rel = f"images/{gender}/{ethnicity}/{name}"
-        files.good(root / rel, i)
+        if repo and i == 0:
+            name = name.replace(".jpg", " (1).jpg")  # quoted in the split lists
+        if repo and n >= 4 and i >= n - 2:
+            name = "shared-face.jpg"  # one bare name, two folders: the path cell decides
+        rel = f"{gender}/{ethnicity}/{name}"
+        files.good(image_root / rel, i)
         centre = rng.uniform(3.0, 8.0)
         cells: list[Any] = []
         for k in range(len(_ME_RATERS)):
@@ -434,39 +630,56 @@ def write_mebeauty(
                 cells.append(None)
             else:
                 cells.append(int(np.clip(round(rng.normal(centre, 1.5)), 1, 10)))
-        expect[name] = [float(c) for c in cells if c is not None]
-        paths[name] = rel
-        sheet.append([name, *cells, round(float(np.mean(expect[name])), 3)])
+        rel_of[rel] = rel
+        cells_of[rel] = cells
     rejected: Counter[str] = Counter()
+    expect = {rel: [float(c) for c in cells if c is not None] for rel, cells in cells_of.items()}
+    rels = list(rel_of)
     if broken:
-        sheet[1][1] = "n/a"
-        expect[sheet[1][0]] = expect[sheet[1][0]][1:]
+        cells_of[rels[0]][0] = "n/a"
+        expect[rels[0]] = expect[rels[0]][1:]
         rejected["non_numeric_rating"] += 1
-        sheet[2][1] = 11
-        expect[sheet[2][0]] = expect[sheet[2][0]][1:]
+        cells_of[rels[1]][0] = 11
+        expect[rels[1]] = expect[rels[1]][1:]
         rejected["rating_out_of_range"] += 1
-        sheet.append(["few-raters.jpg", 5, 6, 7, 5, 6, *[None] * 7, 5.8])
-        files.extra_file(root / "images" / "female" / "black" / "few-raters.jpg")
+    for k, rel in enumerate(rels):
+        name = rel.rsplit("/", 1)[-1]
+        # The authors' workbook leaves some path cells empty: the bare name finds the file.
+        path = "" if k == 1 else authors(rel)
+        sheet.append(row(name, path if repo else "", cells_of[rel]))
+    if broken:
+        files.extra_file(image_root / "female" / "black" / "few-raters.jpg")
+        few = [5, 6, 7, 5, 6, *[None] * 7]
+        sheet.append(row("few-raters.jpg", authors("female/black/few-raters.jpg"), few))
         rejected["too_few_raters"] += 1
-        sheet.append(["ghost.jpg", *[6] * 12, 6.0])  # rated, but no image file
+        sheet.append(row("ghost.jpg", authors("male/asian/ghost.jpg"), [6] * 12))
         rejected["missing_file"] += 1
-        sheet.append([sheet[3][0], *[1] * 12, 1.0])  # the same image listed again
+        sheet.append(row(sheet[3][1 if repo else 0], sheet[3][2] if repo else "", [1] * 12))
         rejected["duplicate_id"] += 1
-        files.extra_file(root / "images" / "female" / "hispanic" / "2.jpg")
-        files.extra_file(root / "images" / "male" / "black" / "2.jpg")
-        sheet.append(["2.jpg", *[5] * 12, 5.0])  # a bare name found in two folders
+        files.extra_file(image_root / "female" / "hispanic" / "2.jpg")
+        files.extra_file(image_root / "male" / "black" / "2.jpg")
+        sheet.append(row("2.jpg", "", [5] * 12))  # a bare name in two folders, no path
         rejected["ambiguous_file"] += 1
+    if hostile:
+        folder = image_root / "female" / "asian"
+        for label, reason in write_hostile_files(root, folder).rows.items():
+            cell = label if label.startswith("/") else authors(f"female/asian/{label}")
+            # Without a path column the image cell itself carries the hostile path.
+            sheet.append(row(label.rsplit("/", 1)[-1] if repo else label, cell, [6] * 12))
+            rejected[reason] += 1
     _xlsx(root / "scores" / "generic_scores_all_2022.xlsx", {"Sheet1": sheet})
     scores, counts, meta = {}, {}, {}
     lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    for i, (name, values) in enumerate(expect.items()):
-        rel = paths[name]
-        scores[rel], _ = _mean_std(values)
-        counts[rel] = len(values)
+    for i, (rel, values) in enumerate(expect.items()):
+        key = f"{image_root.name}/{rel}"
+        scores[key], _ = _mean_std(values)
+        counts[key] = len(values)
         split = ("train", "train", "val", "test")[i % 4]
-        gender, ethnicity = rel.split("/")[1:3]
-        meta[rel] = {"gender": gender, "ethnicity": ethnicity, "official_split": split}
-        lists[split].append(f"/home/ubuntu/ME-beautydatabase/{rel} {scores[rel]}")
+        gender, ethnicity = rel.split("/")[:2]
+        meta[key] = {"gender": gender, "ethnicity": ethnicity, "official_split": split}
+        listed = f"./cropped_images/images_crop_align_mtcnn/{rel}" if repo else authors(rel)
+        listed = f'"{listed}"' if " " in listed else listed
+        lists[split].append(f"{listed} {scores[key]}")
     for split, lines in lists.items():
         (root / "scores" / f"{split}_2022.txt").write_text("\n".join(lines) + "\n")
     return FixtureManifest("mebeauty", root, n, dict(rejected), scores, counts, metadata=meta)
@@ -488,10 +701,19 @@ _AGIQA_HEADER = [
 
 
 def write_agiqa_3k(
-    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "images",
+    hostile: bool = False,
 ) -> FixtureManifest:
-    """``data.csv`` (the 9 released columns, prompts with commas) and ``images/``."""
+    """``data.csv`` (the 9 released columns, prompts with commas) and the images in the
+    ``layout``'s folder (``images/``, ``Images/``, ``AGIQA-3K/``, or ``flat`` at the root)."""
     _check_n(n)
+    image_dir = root / ("." if _layout("agiqa_3k", layout) == "flat" else layout)
+    prefix = _prefix(image_dir, root)
     rng = _rng("agiqa")
     files = _Images(images, n)
     generators = ("AttnGAN", "sd1.5", "midjourney")
@@ -508,10 +730,10 @@ def write_agiqa_3k(
         rows.append(
             [name, prompt, "", "", style, mos, std, align, round(float(rng.uniform(0.2, 1)), 6)]
         )
-        files.good(root / "images" / name, i)
-        scores[f"images/{name}"] = mos
-        stds[f"images/{name}"] = std
-        meta[f"images/{name}"] = {"generator": generators[i % 3], "mos_align": align}
+        files.good(image_dir / name, i)
+        scores[f"{prefix}{name}"] = mos
+        stds[f"{prefix}{name}"] = std
+        meta[f"{prefix}{name}"] = {"generator": generators[i % 3], "mos_align": align}
     rejected: Counter[str] = Counter()
     if broken:
         rows.append(["sd1.5_bad_900.jpg", "a prompt", "", "", "", 2.0, 0.5, 2.0, 0.5, "extra"])
@@ -524,7 +746,16 @@ def write_agiqa_3k(
         rejected["missing_file"] += 1
         rows.append([rows[1][0], "again", "", "", "", 1.0, 0.5, 1.0, 0.5])
         rejected["duplicate_id"] += 1
+    if hostile:
+        for label, reason in write_hostile_files(root, image_dir).rows.items():
+            rows.append([label, "a prompt", "", "", "", 2.5, 0.5, 2.0, 0.5])
+            rejected[reason] += 1
+        rows.append(["sd1.5_huge_950.jpg", HUGE_FIELD, "", "", "", 2.5, 0.5, 2.0, 0.5])
+        rejected["malformed_row"] += 1
     _write_csv(root / "data.csv", rows)
+    if hostile:
+        _append_bytes(root / "data.csv", b"\xff\xfe.jpg,p,,,,2.5,0.5,2.0,0.5\r\n")
+        rejected["undecodable_name"] += 1
     return FixtureManifest(
         "agiqa_3k", root, n, dict(rejected), scores, score_stds=stds, metadata=meta
     )
@@ -820,6 +1051,16 @@ def write_lapis(
         counts[f"images/{image}"] = len(values)
     return FixtureManifest("lapis", root, n, dict(rejected), scores, counts)
 
+
+#: The layouts each writer can produce (``layout=``), the default (most common) first.
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "ava": tuple(_AVA_LAYOUTS),
+    "tad66k": tuple(_TAD_LAYOUTS),
+    "scut_fbp5500": tuple(_SCUT_SHEETS),
+    "mebeauty": ("repo", "images"),
+    "baid": ("images", "flat"),
+    "agiqa_3k": ("images", "Images", "AGIQA-3K", "flat"),
+}
 
 #: One writer per source, by catalogue key.
 WRITERS: dict[str, Callable[..., FixtureManifest]] = {

@@ -1,38 +1,51 @@
 """MEBeauty: a multi-ethnic facial beauty dataset in the wild (Lebedeva, Guo, Ying, 2021).
 
-Native format (github.com/fbplab/MEBeauty-database; its README: "Generic (average) and
-personal scores are included in ``/scores/train_2022, test_2022, val_2022.txt`` and
-``/scores/generic_scores_all_2022.xlsx``, respectively"):
+Native format, read from the repository as it stands (github.com/fbplab/MEBeauty-database,
+``README.md``: "Generic (average) and personal scores are included in
+``/scores/train_2022, test_2022, val_2022.txt`` and ``/scores/generic_scores_all_2022.xlsx``,
+respectively"):
 
-- ``images/<gender>/<ethnicity>/<file>``: about 2,550 faces; gender ``female``/``male``,
-  ethnicity ``asian``, ``black``, ``caucasian``, ``hispanic``, ``indian``, ``mideastern``
-  (one list line spells it ``midestern``; ethnicity is taken from the real folder);
-- ``scores/generic_scores_all_2022.xlsx``: the per-rater table in wide form, one row per image:
-  an ``image`` column and one column per rater (about 360), a cell per rating, empty where
-  that rater did not rate the image. Third-party measurements report 2,607 rows x 363 columns;
-  the columns that are not raters (``mean``, ``path``, ``std``, ``count``, ``median`` and
+- ``original_images/<gender>/<ethnicity>/<file>``: 2,547 faces (2,544 JPEG, 3 PNG); gender
+  ``female``/``male``, ethnicity ``asian``, ``black``, ``caucasian``, ``hispanic``,
+  ``indian``, ``mideastern``. Eight file names occur in two folders (the same photo filed
+  under two ethnicities or genders). ``cropped_images/images_crop_align_{mtcnn,opencv}/``
+  hold face crops of the same files, not used here. Earlier copies had the originals in
+  ``images/<gender>/<ethnicity>/`` (the authors' own paths, below, still say ``images/``):
+  both are accepted, failing them the folder holding the most rated images is searched for
+  under the root, and ``images_dir`` overrides;
+- ``scores/generic_scores_all_2022.xlsx``, first sheet: 2,607 rows, columns ``mean``,
+  ``image`` (the bare file name), ``path`` (the authors' absolute path,
+  ``/home/ubuntu/ME-beautydatabase/images/<gender>/<ethnicity>/<file>``, empty on 54 rows),
+  then one column per rater (360), a cell per rating, empty where that rater did not rate the
+  image. Columns that are not raters (``mean``, ``path``, ``std``, ``count``, ``median``,
   unnamed index columns) are recognised by name and skipped. ``ratings_file`` picks another
-  workbook of the same shape (for example ``scores/generic_scores_all.xlsx``);
+  workbook of the same shape (for example ``scores/generic_scores_all.xlsx``); the file is
+  looked for where given and at the root;
 - ``scores/{train,val,test}_2022.txt``: the official split, lines ``<path> <mean>`` where the
-  path is the authors' absolute path (``/home/ubuntu/ME-beautydatabase/images/female/...``);
-  everything before ``images/`` is ignored.
+  path names the crop (``./cropped_images/images_crop_align_mtcnn/<gender>/<ethnicity>/<file>``),
+  quoted when it holds spaces (``"./cropped_images/.../x (1).jpg" 7.44``). Entries are
+  matched on ``<gender>/<ethnicity>/<file>``, else on the file name.
 
-Confirmed: the folder layout, the split lists and their line format (read from the
-repository), the wide per-rater layout with its ``image`` column (the authors' cleaning
-notebook). Not confirmed against a copy of the 2022 workbook (binary, unreadable here): the
-exact names of its non-rater columns, and whether ``image`` holds a bare file name or a path.
-Both forms are handled: a path is cut at ``images/``; a bare name is looked up among the image
-files, and a name found in several folders is rejected as ``ambiguous_file``.
+How a workbook row finds its file: the ``path`` cell, cut after its ``images`` folder, names
+``<gender>/<ethnicity>/<file>`` inside the image folder; when that file is not there (54 rows
+have no path; the authors' lists once spelt a folder ``midestern``) the bare name is looked up
+among all image files. A bare name found in several folders is ``ambiguous_file`` only when no
+``path`` said which one was rated. Measured on the repository: 2,530 of the 2,607 rows find
+their image (2,523 by ``path``, 7 by bare name), 77 name files it does not hold, and one
+image is listed four times (``duplicate_id``). This loader, run on a copy of the repository,
+keeps 2,278 images and rejects 249 as ``too_few_raters`` (fewer than 9), 77 as
+``missing_file`` and 3 as ``duplicate_id``.
 
-Score: 1-10, higher is more attractive. Raters: about 360 crowd workers, median about 25 per
-image; the MOS is computed here (:func:`hae_data.scores.aggregate_mos`, ``min_raters`` default
-9, an option) and the split list's published mean is kept as ``published_score``. An image
-listed twice in the workbook is a ``duplicate_id`` (the first row wins). Metadata: ``gender``
-and ``ethnicity`` from the path, ``official_split``.
+Score: 1-10, higher is more attractive. Raters: the README says about 300 raters; the 2022
+workbook has 360 rater columns. The MOS is computed here (:func:`hae_data.scores.aggregate_mos`,
+``min_raters`` default 9, an option) and the split list's published mean is kept as
+``published_score``. An image listed twice in the workbook is a ``duplicate_id`` (the first
+row wins). Metadata: ``gender`` and ``ethnicity`` from the folders, ``official_split``.
 
-Licence: non-commercial research use only (the repository's README). Citation: Lebedeva, Guo,
-Ying. MEBeauty: a multi-ethnic facial beauty dataset in-the-wild. Neural Computing and
-Applications, 2021. Homepage / how to obtain: https://github.com/fbplab/MEBeauty-database.
+Licence: "The MEBeauty can be only used for non-commercial research purpose" (README).
+Citation: Lebedeva, Guo, Ying. MEBeauty: a multi-ethnic facial beauty dataset in-the-wild.
+Neural Computing and Applications, 2021. Homepage / how to obtain:
+https://github.com/fbplab/MEBeauty-database (the images are in the repository).
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -50,9 +64,11 @@ from hae_data.records import Record, Rejection
 from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     IMAGE_EXTENSIONS,
+    DirectoryIndex,
     Source,
     SourceFormatError,
     iter_xlsx_rows,
+    log_folder_choice,
     read_text_lines,
     relpath,
 )
@@ -64,20 +80,61 @@ log = logging.getLogger(__name__)
 
 _NON_RATER = {"mean", "path", "std", "count", "median", "score", "index", "id"}
 _SPLITS = ("train", "val", "test")
+#: Reasons a path cell can give that no bare-name look-up may override.
+_FINAL = ("outside_root", "symlink_loop", "undecodable_name")
 
 
 def _after_images(text: str) -> str | None:
-    """The part of a path from ``images/`` on, or None when it has no ``images`` component."""
+    """The part of a path after its ``images`` folder, or None when it has none."""
     parts = text.replace("\\", "/").split("/")
     if "images" in parts[:-1]:
-        return "/".join(parts[parts.index("images") :])
+        return "/".join(parts[len(parts) - 1 - parts[::-1].index("images") + 1 :])
     return None
 
 
+def _tail(text: str, n: int = 3) -> str:
+    """The last ``n`` components of a path (``<gender>/<ethnicity>/<file>``)."""
+    return "/".join(text.replace("\\", "/").split("/")[-n:])
+
+
+def _split_line(line: str) -> tuple[str, str | None]:
+    """``(path, score text)`` of a split-list line; the path may be double-quoted."""
+    line = line.strip()
+    if line.startswith('"'):
+        end = line.find('"', 1)
+        if end > 0:
+            return line[1:end], line[end + 1 :].strip() or None
+    parts = line.rsplit(maxsplit=1)
+    return parts[0].strip('"'), parts[1] if len(parts) > 1 else None
+
+
+def _walk_files(folder: Path) -> list[str]:
+    """Image files under ``folder`` (paths relative to it), symlinked folders not followed.
+
+    Names that are not valid UTF-8 on disk cannot match a workbook entry and are left out.
+    """
+    out: list[str] = []
+    base = len(folder.parts)
+    for here, dirs, files in os.walk(folder, followlinks=False, onerror=lambda _: None):
+        dirs.sort()
+        prefix = Path(here).parts[base:]
+        for name in sorted(files):
+            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            rel = "/".join((*prefix, name))
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                continue
+            out.append(rel)
+    return out
+
+
 class MebeautySource(Source):
-    """MEBeauty from the per-rater workbook, the split lists and ``images/``."""
+    """MEBeauty from the per-rater workbook, the split lists and ``original_images/``."""
 
     info = CATALOG["mebeauty"]
+    image_folders = ("original_images", "images", ".")
 
     def __init__(
         self,
@@ -85,29 +142,34 @@ class MebeautySource(Source):
         *,
         min_raters: int = 9,
         ratings_file: str = "scores/generic_scores_all_2022.xlsx",
+        images_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(root)
+        super().__init__(root, images_dir=images_dir)
         self.min_raters = check_min_raters(min_raters)
-        self.ratings_file = self._find([ratings_file], what=f"per-rater workbook {ratings_file}")
-        self.images = self.root / "images"
-        if not self.images.is_dir():
-            log.warning("MEBeauty: no images/ folder under %s", self.root)
+        self.ratings_file = self._find(
+            [ratings_file, Path(ratings_file).name], what=f"per-rater workbook {ratings_file}"
+        )
 
-    def _image_files(self) -> tuple[dict[str, Path], dict[str, list[Path]]]:
-        """Every image under ``images/``, by relative path and by bare file name."""
-        by_rel: dict[str, Path] = {}
-        by_name: dict[str, list[Path]] = defaultdict(list)
-        if self.images.is_dir():
-            for path in sorted(self.images.rglob("*")):
-                if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-                    by_rel[relpath(path, self.root)] = path
-                    by_name[path.name].append(path)
-        return by_rel, by_name
+    def label_names(self) -> list[str]:
+        """Where the workbook's rows say their images are (reads the workbook)."""
+        return self._names(self.ratings()[2])
 
-    def ratings(self) -> tuple[pd.DataFrame, list[Rejection]]:
+    @staticmethod
+    def _names(locations: dict[str, str]) -> list[str]:
+        """The ``<gender>/<ethnicity>/<file>`` part of each path cell.
+
+        Bare names say nothing about the folder (they are found anywhere below it), so a
+        workbook without paths leaves the choice to the known layouts.
+        """
+        return [rel for loc in locations.values() if (rel := _after_images(loc))]
+
+    def ratings(self) -> tuple[pd.DataFrame, list[Rejection], dict[str, str]]:
         """The wide workbook melted to one row per (image, rater) with a rating.
 
-        Also returns ``duplicate_id`` rejections for image rows listed again.
+        Also returns ``duplicate_id`` rejections for image rows listed again, and each image
+        key's location: its ``path`` cell, else its ``image`` cell. The key (the ``image``
+        column of the table) is the location too, so two files that share a bare name but
+        not a folder stay two images.
         """
         path = self.ratings_file
         assert path is not None
@@ -115,6 +177,7 @@ class MebeautySource(Source):
         rows: list[tuple[str, str, object]] = []
         rejections: list[Rejection] = []
         image_col: int | None = None
+        path_col: int | None = None
         raters: list[tuple[int, str]] = []
         first_row: dict[str, int] = {}
         for number, values in iter_xlsx_rows(path):
@@ -127,6 +190,7 @@ class MebeautySource(Source):
                         f"{[h for h in headers if h][:20]}"
                     )
                 image_col = lowered.index("image")
+                path_col = lowered.index("path") if "path" in lowered else None
                 raters = [
                     (i, h)
                     for i, h in enumerate(headers)
@@ -143,9 +207,10 @@ class MebeautySource(Source):
                     sorted(set(skipped) - {h for _, h in raters}),
                 )
                 continue
-            cell = values[image_col] if image_col < len(values) else None
-            image = str(cell).strip() if cell is not None else ""
-            if not image:
+            image = _cell(values, image_col)
+            location = _cell(values, path_col) if path_col is not None else ""
+            key = location or image
+            if not key:
                 if any(v is not None for v in values):
                     rejections.append(
                         self._reject(
@@ -153,73 +218,101 @@ class MebeautySource(Source):
                         )
                     )
                 continue
-            if image in first_row:
+            if key in first_row:
                 rejections.append(
                     self._reject(
-                        image,
+                        key,
                         "duplicate_id",
-                        f"{where}:{number}: image already listed on row {first_row[image]}; "
+                        f"{where}:{number}: image already listed on row {first_row[key]}; "
                         "this row's ratings are ignored",
                     )
                 )
                 continue
-            first_row[image] = number
+            first_row[key] = number
             for i, rater in raters:
                 value = values[i] if i < len(values) else None
                 if value is None or (isinstance(value, str) and not value.strip()):
                     continue  # not rated by this rater
-                rows.append((image, rater, value))
+                rows.append((key, rater, value))
         df = pd.DataFrame(rows, columns=["image", "rater", "rating"])
-        return df, rejections
+        return df, rejections, {k: k for k in first_row}
 
     def _split_lists(self) -> tuple[dict[str, str], dict[str, float | None]]:
-        """Official split and published mean, keyed by path from ``images/`` and by bare name."""
+        """Official split and published mean, keyed by ``<gender>/<ethnicity>/<file>`` and name."""
         split_of: dict[str, str] = {}
         published: dict[str, float | None] = {}
         for split in _SPLITS:
             path = self.root / "scores" / f"{split}_2022.txt"
             if not path.is_file():
                 continue
-            for number, line in read_text_lines(path):
-                parts = line.strip().rsplit(maxsplit=1)
-                key = _after_images(parts[0]) or parts[0].rsplit("/", 1)[-1]
+            for number, line in read_text_lines(path, title=self.info.title):
+                listed, text = _split_line(line)
                 try:
-                    score: float | None = float(parts[1]) if len(parts) > 1 else None
+                    score: float | None = float(text) if text is not None else None
                 except ValueError:
                     log.warning("%s:%d: no score on this line: %r", path, number, line)
                     score = None
-                for k in (key, key.rsplit("/", 1)[-1]):
+                for k in (_tail(listed), _tail(listed, 1)):
                     split_of.setdefault(k, split)
                     published.setdefault(k, score)
         return split_of, published
 
+    def _resolve(
+        self,
+        key: str,
+        index: DirectoryIndex,
+        by_name: dict[str, list[str]],
+        where: str,
+    ) -> tuple[Path, Rejection | None]:
+        """The file a workbook row rated: its path cell first, then its bare name."""
+        rel = _after_images(key)
+        if rel is None and ("/" in key or "\\" in key):
+            rel = key  # a path without an images/ folder: taken as relative (checked below)
+        if rel is not None:
+            found, rejection = self._locate(index, rel, key, where)
+            if rejection is None or rejection.reason in _FINAL:
+                return Path(found), rejection
+        name = _tail(key, 1)
+        matches = by_name.get(name, [])
+        if len(matches) > 1:
+            return self.images / name, self._reject(
+                key,
+                "ambiguous_file",
+                f"{where}: {key!r} matches {len(matches)} files and no path says which: "
+                + ", ".join(relpath(self.images / m, self.root) for m in matches),
+            )
+        if not matches:
+            missing = self.images / (rel or name)
+            return missing, self._missing(missing, where)
+        found, rejection = self._locate(index, matches[0], key, where)
+        return Path(found), rejection
+
     def iter_items(self) -> Iterator[Record | Rejection]:
         """MOS per image from the per-rater workbook."""
-        df, duplicates = self.ratings()
-        by_rel, by_name = self._image_files()
+        df, duplicates, locations = self.ratings()
+        choice = self.discover_images(self._names(locations))
         where = relpath(self.ratings_file, self.root)  # type: ignore[arg-type]
+        by_name: dict[str, list[str]] = defaultdict(list)
+        for rel in _walk_files(self.images):
+            by_name[rel.rsplit("/", 1)[-1]].append(rel)
+        index = DirectoryIndex(self.images, self.root)
 
         # Resolve each workbook image to a file before the MOS, so rejections carry paths.
         resolved: dict[str, Path] = {}
         problems: dict[str, Rejection] = {}
-        for image in df["image"].unique():
-            rel = _after_images(image)
-            if rel is not None and rel in by_rel:
-                path = by_rel[rel]
+        for key in df["image"].unique():
+            path, rejection = self._resolve(str(key), index, by_name, where)
+            if rejection is not None:
+                if rejection.reason != "outside_root":
+                    rejection.file_name = relpath(path, self.root)
+                problems[str(key)] = rejection
             else:
-                # A bare name, or a path whose folders differ from the copy on disk (the
-                # authors' lists spell one folder "midestern"): look the file name up.
-                matches = by_name.get(image.replace("\\", "/").rsplit("/", 1)[-1], [])
-                if len(matches) > 1:
-                    problems[image] = self._reject(
-                        image,
-                        "ambiguous_file",
-                        f"{where}: {image!r} matches {len(matches)} files: "
-                        + ", ".join(relpath(m, self.root) for m in matches),
-                    )
-                    continue
-                path = matches[0] if matches else self.root / (rel or f"images/{image}")
-            resolved[image] = path
+                resolved[str(key)] = path
+
+        if len(locations) > len(self._names(locations)):
+            # Bare names play no part in choosing the folder; count them now they are found.
+            self.image_choice = replace(choice, matched=len(resolved), total=len(locations))
+            log_folder_choice(self.image_choice, self.root, self.info.title)
 
         for rej in duplicates:
             dup_path = resolved.get(rej.file_name)
@@ -227,6 +320,7 @@ class MebeautySource(Source):
                 rej.file_name = relpath(dup_path, self.root)
                 rej.image_path = str(dup_path)
             yield rej
+        # Images that cannot be used go before the MOS, so their ratings are not judged.
         yield from problems.values()
         df = df[~df["image"].isin(list(problems))]
 
@@ -242,15 +336,12 @@ class MebeautySource(Source):
         split_of, published = self._split_lists()
         for image, row in result.table.iterrows():
             path = resolved[str(image)]
-            if not path.is_file():
-                yield self._missing(path, where)
-                continue
-            rel = relpath(path, self.root)
-            key = _after_images(rel) or rel
+            rel = relpath(path, self.images)
             metadata: dict[str, object] = {}
             parts = rel.split("/")
-            if len(parts) >= 4 and parts[0] == "images":
-                metadata["gender"], metadata["ethnicity"] = parts[1], parts[2]
+            if len(parts) >= 3:
+                metadata["gender"], metadata["ethnicity"] = parts[-3], parts[-2]
+            key = _tail(rel)
             split = split_of.get(key, split_of.get(path.name))
             if split is not None:
                 metadata["official_split"] = split
@@ -265,3 +356,10 @@ class MebeautySource(Source):
                 score_std=None if math.isnan(std) else std,
                 metadata=metadata,
             )
+
+
+def _cell(values: tuple[object, ...], col: int | None) -> str:
+    """A workbook cell as stripped text ("" when empty or absent)."""
+    if col is None or col >= len(values) or values[col] is None:
+        return ""
+    return str(values[col]).strip()

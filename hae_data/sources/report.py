@@ -76,6 +76,9 @@ class InspectReport:
     splits: dict[str, int] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
     rejection_examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: Where the images were found (:class:`~hae_data.sources.base.FolderChoice` as a dict).
+    image_folder: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +95,9 @@ class InspectReport:
             f"  items: {self.items}  kept: {self.kept}  rejected: {self.rejected}"
             f"  ({self.seconds:.2f} s)",
         ]
+        if self.image_folder is not None:
+            lines.append(f"  images: {self.image_folder['summary']}")
+        lines.extend(f"  WARNING: {w}" for w in self.warnings)
         if self.parts:
             lines.append("  parts: " + ", ".join(f"{k}={v}" for k, v in sorted(self.parts.items())))
         if self.splits:
@@ -203,6 +209,15 @@ def inspect_source(
                 }
             )
     report.seconds = time.perf_counter() - start
+    choice = source.image_choice
+    if choice is not None:
+        report.image_folder = choice.to_dict(source.root)
+        if choice.fraction < 0.5:
+            report.warnings.append(
+                f"only {choice.matched} of {choice.total} label names have a file in "
+                f"{report.image_folder['folder']!r}; if the images are elsewhere, pass "
+                "-o images_dir=PATH (relative to ROOT or absolute)"
+            )
     report.rejected = sum(reasons.values())
     report.rejected_by_reason = dict(reasons)
     report.parts = dict(parts)

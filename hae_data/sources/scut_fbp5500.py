@@ -3,13 +3,20 @@
 Native format (``SCUT-FBP5500_v2`` as distributed through the links in
 github.com/HCIILAB/SCUT-FBP5500-Database-Release, cross-checked against several public loaders):
 
-- ``Images/``: 5,500 frontal faces named by subset: ``AF*`` (Asian female, 2,000), ``AM*``
+- ``Images/`` (also accepted: ``images/``, or the images at the root; failing those the folder
+  holding the most rated file names is searched for under the root; ``images_dir``
+  overrides): 5,500 frontal faces named by subset: ``AF*`` (Asian female, 2,000), ``AM*``
   (Asian male, 2,000), ``CF*`` (Caucasian female, 750), ``CM*`` (Caucasian male, 750);
 - ``All_Ratings.xlsx``: one row per (rater, image) with the columns ``Rater``, ``Filename``,
-  ``Rating`` and ``original Rating``; 60 raters x 5,500 images = 330,000 rows. The workbook has
-  several sheets; public loaders read the sheet named ``ALL``, which this loader prefers (else
-  it reads every sheet; ``sheet`` overrides). Some copies keep the file in
-  ``train_test_files/``; both places are tried;
+  ``Rating`` and ``original Rating``; 60 raters x 5,500 images = 330,000 rows. The authors'
+  README does not describe the workbook (it is inside the download). Public loaders found by
+  code search (their repositories not identified by the search) disagree on its sheets: one
+  reads ``sheet_name="ALL"``, one splits the workbook into per-subset CSVs, others read the
+  first sheet and report all 330,000 rows there. This loader reads exactly one sheet, the one
+  with all ratings, never a subset: the sheet named ``ALL`` (any case), else the only sheet,
+  else the sheet with the most rows among those with the three columns (logged); ``sheet``
+  overrides. Reading several sheets would count each subset's ratings twice. Some copies keep
+  the file in ``train_test_files/``; both places are tried;
 - ``train_test_files/``: ``All_labels.txt`` (``<file> <mean>``), the 60/40 split
   ``split_of_60%training and 40%testing/{train,test}.txt`` and the five cross-validation folds
   ``5_folders_cross_validations_files/cross_validation_<k>/{train,test}_<k>.txt``.
@@ -24,7 +31,8 @@ fold whose test list holds the image).
 Licence: non-commercial research use only (the repository's README). Citation: Liang, Lin, Jin,
 Xie, Li. SCUT-FBP5500: A Diverse Benchmark Dataset for Multi-Paradigm Facial Beauty
 Prediction. ICPR 2018. Homepage / how to obtain:
-https://github.com/HCIILAB/SCUT-FBP5500-Database-Release (Google Drive / Baidu links, 167 MB).
+https://github.com/HCIILAB/SCUT-FBP5500-Database-Release (Google Drive / Baidu links, 172 MB
+per its README).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from hae_data.sources.base import (
     read_text_lines,
     relpath,
     xlsx_sheet_names,
+    xlsx_sheet_sizes,
 )
 from hae_data.sources.catalog import CATALOG
 
@@ -84,48 +93,77 @@ def _norm(header: object) -> str:
     return " ".join(str(header or "").split()).lower()
 
 
+def _has_columns(path: Path, sheet: str) -> bool:
+    """Whether the first row of ``sheet`` names ``Rater``, ``Filename`` and ``Rating``."""
+    for _, values in iter_xlsx_rows(path, sheet):
+        headers = [_norm(v) for v in values]
+        return all(c.lower() in headers for c in _COLUMNS)
+    return False
+
+
 class ScutFbp5500Source(Source):
     """SCUT-FBP5500 from ``All_Ratings.xlsx`` (60 raters per image) and ``Images/``."""
 
     info = CATALOG["scut_fbp5500"]
+    image_folders = ("Images", "images", ".")
 
     def __init__(
         self,
         root: str | os.PathLike[str],
         *,
         min_raters: int = 9,
-        images_dir: str | None = None,
+        images_dir: str | os.PathLike[str] | None = None,
         sheet: str | None = None,
     ) -> None:
-        super().__init__(root)
+        super().__init__(root, images_dir=images_dir)
         self.min_raters = check_min_raters(min_raters)
         self.sheet = sheet
         self.ratings_file = self._find(
             ["All_Ratings.xlsx", "train_test_files/All_Ratings.xlsx"], what="All_Ratings.xlsx"
         )
         assert self.ratings_file is not None
-        self.images = self._images_dir(images_dir, ["Images", "images"])
         self.splits_dir = self.root / "train_test_files"
 
-    def _sheets(self) -> list[str]:
-        names = xlsx_sheet_names(self.ratings_file)  # type: ignore[arg-type]
+    def label_names(self) -> list[str]:
+        """The rated file names (reads the workbook; :meth:`iter_items` reads it once)."""
+        return [str(n) for n in self.ratings()["Filename"].dropna().unique()]
+
+    def _sheet(self) -> str:
+        """The one sheet holding all ratings (see the module doc)."""
+        path = self.ratings_file
+        assert path is not None
+        names = xlsx_sheet_names(path)
         if self.sheet is not None:
             if self.sheet not in names:
                 raise SourceFormatError(
-                    f"SCUT-FBP5500: {self.ratings_file} has no sheet {self.sheet!r}; has {names}"
+                    f"SCUT-FBP5500: {path} has no sheet {self.sheet!r}; has {names}"
                 )
-            return [self.sheet]
+            return self.sheet
         for name in names:
             if name.strip().lower() == "all":
-                return [name]
-        return names
+                return name
+        if len(names) == 1:
+            return names[0]
+        sizes = xlsx_sheet_sizes(path)
+        usable = [n for n in names if _has_columns(path, n)]
+        if not usable:
+            return names[0]  # ratings() reports the missing columns
+        best = max(usable, key=lambda n: sizes.get(n, 0))
+        log.info(
+            "SCUT-FBP5500: %s has no sheet 'ALL'; reading %r, the largest of %s (rows: %s)",
+            path,
+            best,
+            usable,
+            {n: sizes.get(n) for n in usable},
+        )
+        return best
 
     def ratings(self) -> pd.DataFrame:
         """The per-rater table (columns ``Rater``, ``Filename``, ``Rating``, ``sheet``, ``row``)."""
         rows: list[tuple[object, object, object, str, int]] = []
         path = self.ratings_file
         assert path is not None
-        for sheet in self._sheets():
+        for sheet in [self._sheet()]:
             columns: list[int] | None = None
             for number, values in iter_xlsx_rows(path, sheet):
                 if columns is None:
@@ -180,6 +218,7 @@ class ScutFbp5500Source(Source):
             rater_col="Rater",
         )
         names = df["Filename"].dropna().unique()
+        self.discover_images(str(n) for n in names)
         to_path = {n: self.images / n for n in names}
         yield from self._fix_mos_rejections(
             result.rejections,
@@ -187,13 +226,15 @@ class ScutFbp5500Source(Source):
             relpath(self.ratings_file, self.root),  # type: ignore[arg-type]
         )
         official, folds, published = self._splits()
-        index = DirectoryIndex(self.images)
+        index = DirectoryIndex(self.images, self.root)
         where = relpath(self.ratings_file, self.root)  # type: ignore[arg-type]
         for name, row in result.table.iterrows():
             name = str(name)
-            image = self.images / name
-            if name not in index:
-                yield self._missing(image, where)
+            image, rejection = self._locate(
+                index, name, relpath(self.images / name, self.root), where
+            )
+            if rejection is not None:
+                yield rejection
                 continue
             std = float(row["Rating_std"])
             metadata: dict[str, object] = {}

@@ -1,24 +1,38 @@
 """TAD66K: the Theme and Aesthetics Dataset (He et al., IJCAI 2022).
 
-Native format: a Google Drive folder with the images and ``labels/``. The merged labels are
-``labels/merge/train.csv`` and ``labels/merge/test.csv`` (the official split), columns
-``image,score``; the authors' own loader (``code/TAD66K/dataset.py`` in
-woshidandan/TANet-image-aesthetics-and-quality-assessment) reads exactly these two columns and
-divides the score by 10. The per-theme label files sit in one folder per theme under
-``labels/`` (47 themes); when they have the same ``image`` column this loader records the
-folder name as the image's ``theme``.
+Native format. The authors' README (github.com/woshidandan/TANet-image-aesthetics-and-quality-
+assessment, ``README.md``) links a Google Drive / Baidu folder holding "images with the largest
+side scaled to 800, and labels categorized by different themes". The labels as the authors
+ship them (read from ``code/TAD66K/dataset.zip`` in that repository): ``merge/train.csv``
+(52,248 rows) and ``merge/test.csv`` (14,079 rows), the official split, columns ``image,score``
+with CRLF line ends; and ``unmerge/{train,test}/<theme>.csv`` (47 themes, same columns), one
+file per theme. The authors' loader (``code/TAD66K/dataset.py``) reads ``image`` and
+``score`` and divides the score by 10. Accepted layouts:
 
-Confirmed: ``labels/merge/{train,test}.csv`` with ``image,score`` (the authors' code and several
-third-party loaders). Not confirmed against a real copy: the image folder's name (third-party
-code uses both ``imgs/`` and ``images/``; both are tried, ``images_dir`` overrides) and the
-per-theme files' names (any ``*.csv`` in a theme folder is read; ``theme`` is metadata only).
-Images were resized by the authors so the long side is 800 px.
+- ``labels/merge`` + ``labels/unmerge`` (the Drive folder's ``labels/``), the images in
+  ``TAD66K/`` beside ``labels/`` (the Drive folder's image folder), ``imgs/`` (a third-party
+  converter found by code search reads ``TAD66K/imgs/<image>`` beside
+  ``TAD66K/labels/merge/``), ``images/``, ``img/`` or the root itself (Ry3nG/SSIRA,
+  ``code/TAD66K/utils/dataset.py`` with ``code/TAD66K/utils/constants.py``, reads the
+  images directly from the folder holding ``labels/merge/``);
+- ``dataset/merge`` + ``dataset/unmerge`` (the repository's ``dataset.zip`` unpacked);
+- ``merge/`` + ``unmerge/`` at the root.
 
-Score: 0-10, higher is better; each image's score is the mean of at least 1,200 ratings from
-the authors' annotators (no per-rater data is released). Licence: non-commercial research
-use (authors' terms). Citation: He, Zhang, Xie, Jiang, Ming. Rethinking Image Aesthetics
-Assessment: Models, Datasets and Benchmarks. IJCAI 2022. Homepage / how to obtain:
-https://github.com/woshidandan/TANet (README links the Google Drive folder).
+Failing the known image folders, the folder holding the most of the label names is searched
+for under the root; ``images_dir`` overrides. Each image's ``theme`` is the name of the
+per-theme file that lists it (older copies with one folder per theme under ``labels/`` give
+the file's name too). Run on the repository's own label files (with an empty placeholder file
+per image in ``TAD66K/``), the loader keeps all 66,327 rows and gives every image one of the
+47 themes.
+
+Score: 0-10, higher is better (the merged files span 1.13-9.46); each image's score is the
+mean of at least 1,200 ratings from the authors' annotators (no per-rater data is released).
+Licence: no dataset licence is stated; the repository (code and labels) is under Apache-2.0
+(its ``LICENSE`` and README badge) and the images come from the web: treat them as research
+use only. Citation: He, Zhang, Xie, Jiang, Ming. Rethinking Image Aesthetics Assessment:
+Models, Datasets and Benchmarks. IJCAI 2022. Homepage / how to obtain:
+https://github.com/woshidandan/TANet-image-aesthetics-and-quality-assessment (README links the
+folder).
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import Source, iter_scored_csv
+from hae_data.sources.base import Source, csv_column, iter_scored_csv
 from hae_data.sources.catalog import CATALOG
 
 __all__ = ["Tad66kSource"]
@@ -38,14 +52,24 @@ __all__ = ["Tad66kSource"]
 log = logging.getLogger(__name__)
 
 
+#: Where the label folders ``merge/`` and ``unmerge/`` sit, relative to the root.
+_LABEL_DIRS = ("labels", "dataset", ".")
+
+
 class Tad66kSource(Source):
-    """TAD66K from ``labels/merge/{train,test}.csv`` and the image folder."""
+    """TAD66K from ``merge/{train,test}.csv`` (under ``labels/`` or ``dataset/``) and its images."""
 
     info = CATALOG["tad66k"]
+    image_folders = ("TAD66K", "imgs", "images", "img", ".")
 
-    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
-        super().__init__(root)
-        merge = self._find(["labels/merge", "merge"], what="labels/merge folder")
+    def __init__(
+        self, root: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(root, images_dir=images_dir)
+        merge = self._find(
+            [f"{d}/merge" if d != "." else "merge" for d in _LABEL_DIRS],
+            what="labels/merge folder",
+        )
         assert merge is not None
         self.label_files: list[tuple[Path, str | None]] = [
             (merge / f"{split}.csv", split)
@@ -54,24 +78,33 @@ class Tad66kSource(Source):
         ]
         if not self.label_files:
             self._find(["labels/merge/train.csv", "labels/merge/test.csv"], what="label CSV")
-        self.images = self._images_dir(images_dir, ["imgs", "images", "img"])
         self.labels_dir = merge.parent
 
+    def label_names(self) -> Iterator[str]:
+        """The ``image`` column of the merged train and test files."""
+        return csv_column([p for p, _ in self.label_files], "image", title=self.info.title)
+
+    def theme_files(self) -> list[tuple[Path, str]]:
+        """``(CSV, theme)``: ``unmerge/{train,test}/<theme>.csv`` or an older layout."""
+        found = sorted(self.labels_dir.glob("unmerge/*/*.csv"))
+        found += sorted(
+            p for p in self.labels_dir.glob("*/*.csv") if p.parent.name not in ("merge", "unmerge")
+        )
+        out = []
+        for path in found:
+            legacy = path.parent.parent == self.labels_dir and path.parent.name != "unmerge"
+            out.append((path, path.parent.name if legacy else path.stem))
+        return out
+
     def _themes(self) -> dict[str, str]:
-        """Image name -> theme folder, from the per-theme CSVs (best effort, metadata only)."""
+        """Image name -> theme, from the per-theme CSVs (best effort: metadata only)."""
         themes: dict[str, str] = {}
-        for folder in sorted(p for p in self.labels_dir.iterdir() if p.is_dir()):
-            if folder.name == "merge":
-                continue
-            for path in sorted(folder.glob("*.csv")):
-                try:
-                    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-                        for row in csv.DictReader(fh):
-                            name = (row.get("image") or "").strip()
-                            if name:
-                                themes.setdefault(name, folder.name)
-                except (OSError, csv.Error) as exc:
-                    log.warning("TAD66K: cannot read theme labels %s: %s", path, exc)
+        for path, theme in self.theme_files():
+            try:
+                for name in csv_column([path], "image", title=self.info.title):
+                    themes.setdefault(name, theme)
+            except (OSError, csv.Error) as exc:
+                log.warning("TAD66K: cannot read theme labels %s: %s", path, exc)
         return themes
 
     def iter_items(self) -> Iterator[Record | Rejection]:

@@ -227,7 +227,8 @@ def test_missing_label_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_mebeauty_paths_in_workbook_and_metadata(tmp_path: Path) -> None:
-    manifest = write_fixture("mebeauty", tmp_path, broken=False, n=3)
+    """The earlier layout (``images/``, no path column) with paths in the ``image`` column."""
+    manifest = write_fixture("mebeauty", tmp_path, broken=False, n=3, layout="images")
     path = tmp_path / "scores" / "generic_scores_all_2022.xlsx"
     wb = openpyxl.load_workbook(path)
     ws = wb.active
