@@ -24,6 +24,7 @@ from annotation_schema import load_standard
 __all__ = [
     "ARROW_SCHEMA",
     "FEATURES",
+    "LEVEL_LABEL",
     "PARTS",
     "RATING_STAGE",
     "REJECTION_SCHEMA",
@@ -31,6 +32,7 @@ __all__ = [
     "Part",
     "Record",
     "Rejection",
+    "level_words",
     "record_to_row",
 ]
 
@@ -131,6 +133,10 @@ class Rejection:
         return row
 
 
+#: The five level words as a ``datasets.ClassLabel`` (stored as their index, 0 = bad): what
+#: ``train_test_split(stratify_by_column="level")`` and the Hub's viewer need.
+LEVEL_LABEL = datasets.ClassLabel(names=list(load_standard().level_words))
+
 _FACE = {
     "box": datasets.Sequence(datasets.Value("float32"), length=4),
     "score": datasets.Value("float32"),
@@ -148,11 +154,11 @@ FEATURES = datasets.Features(
         # float64: a float32 0.2 reads back as 0.2000000030, one level up from its exported
         # level at every boundary (SPEC 2.5).
         "score": datasets.Value("float64"),
-        "level": datasets.Value("string"),
+        "level": LEVEL_LABEL,
         "question": datasets.Value("string"),
         "answer": datasets.Value("string"),
         "dimension_scores": datasets.Sequence(datasets.Value("float64"), length=N_DIMS),
-        "dimension_levels": datasets.Sequence(datasets.Value("string"), length=N_DIMS),
+        "dimension_levels": datasets.Sequence(LEVEL_LABEL, length=N_DIMS),
         "dimension_std": datasets.Sequence(datasets.Value("float64"), length=N_DIMS),
         "rater_count": datasets.Value("int32"),
         "score_std": datasets.Value("float64"),
@@ -186,6 +192,20 @@ REJECTION_SCHEMA = pa.schema(
 )
 
 
+def level_words(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` (read from a shard with pyarrow, where levels are ClassLabel indices) with
+    ``level`` and ``dimension_levels`` as words again; words already there are left as they are."""
+    level = row.get("level")
+    if isinstance(level, int):
+        row["level"] = LEVEL_LABEL.int2str(level)
+    dims = row.get("dimension_levels")
+    if dims is not None:
+        row["dimension_levels"] = [
+            LEVEL_LABEL.int2str(v) if isinstance(v, int) else v for v in dims
+        ]
+    return row
+
+
 def record_to_row(record: Record, image_bytes: bytes) -> dict[str, Any]:
     """The export row of ``record`` (SPEC 2.8), with the image bytes embedded."""
     faces = record.faces or []
@@ -197,11 +217,13 @@ def record_to_row(record: Record, image_bytes: bytes) -> dict[str, Any]:
         "part": record.part,
         "raw_score": record.raw_score,
         "score": record.score,
-        "level": record.level,
+        "level": None if record.level is None else LEVEL_LABEL.str2int(record.level),
         "question": record.question,
         "answer": record.answer,
         "dimension_scores": record.dimension_scores,
-        "dimension_levels": record.dimension_levels,
+        "dimension_levels": None
+        if record.dimension_levels is None
+        else [LEVEL_LABEL.str2int(w) for w in record.dimension_levels],
         "dimension_std": record.dimension_std,
         "rater_count": record.rater_count,
         "score_std": record.score_std,

@@ -38,7 +38,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from annotation_schema import Standard, load_standard
 from hae_data.images import ImageDecodeError, decode_image
 from hae_data.qa import pick_question
-from hae_data.records import PARTS
+from hae_data.records import PARTS, level_words
 
 __all__ = [
     "COLUMNS",
@@ -265,7 +265,11 @@ class ShardStream(IterableDataset):
             pf = files.get(group.path)
             if pf is None:
                 pf = files[group.path] = pq.ParquetFile(group.path)
-            rows = pf.read_row_group(group.index, columns=list(COLUMNS)).to_pylist()
+            # level_words: the export stores levels as ClassLabel indices.
+            rows = [
+                level_words(r)
+                for r in pf.read_row_group(group.index, columns=list(COLUMNS)).to_pylist()
+            ]
             for row in rows:
                 keep = stride == 1 or position % stride == consumer
                 position += 1

@@ -78,7 +78,8 @@ def test_round_trip_through_datasets(tmp_path):
                 assert (row["source"], row["part"], row["split"]) == (rec.source, part, split)
                 assert row["score"] == pytest.approx(rec.score, abs=1e-6)
                 assert row["raw_score"] == pytest.approx(rec.raw_score)
-                assert (row["level"], row["question"], row["answer"]) == (
+                level = ds.features["level"].int2str(row["level"])  # a ClassLabel
+                assert (level, row["question"], row["answer"]) == (
                     rec.level,
                     rec.question,
                     rec.answer,
@@ -90,7 +91,8 @@ def test_round_trip_through_datasets(tmp_path):
                 assert np.array_equal(np.asarray(row["image"].convert("RGB")), original)
                 if part == "fine_grained":
                     assert row["dimension_scores"] == pytest.approx(rec.dimension_scores, abs=1e-6)
-                    assert row["dimension_levels"] == rec.dimension_levels
+                    words = ds.features["dimension_levels"].feature.int2str(row["dimension_levels"])
+                    assert words == rec.dimension_levels
                 else:
                     assert row["dimension_scores"] is None
 
@@ -275,9 +277,13 @@ def test_level_boundaries_survive_the_round_trip(tmp_path):
     from hae_data.levels import score_to_level
 
     for split in summary.rows["fine_grained"]:  # a 6-image source may have no test row
-        for row in load(tmp_path / "out", "fine_grained", split):
-            assert score_to_level(row["score"]) == row["level"]
-            assert [score_to_level(v) for v in row["dimension_scores"]] == row["dimension_levels"]
+        ds = load(tmp_path / "out", "fine_grained", split)
+        names = ds.features["level"]
+        for row in ds:
+            assert score_to_level(row["score"]) == names.int2str(row["level"])
+            assert [score_to_level(v) for v in row["dimension_scores"]] == names.int2str(
+                row["dimension_levels"]
+            )
 
 
 def test_row_groups_never_outgrow_a_small_shard(tmp_path):
@@ -364,3 +370,12 @@ def test_card_carries_dataset_info_licence_link_sources_and_the_paper(tmp_path):
     assert "arxiv:2503.23907" in data["tags"]
     assert "extended|AVA" in data["source_datasets"]
     assert "https://arxiv.org/abs/2503.23907" in card.text
+
+
+def test_levels_are_class_labels_a_split_can_stratify_on(tmp_path):
+    recs, _ = make_records(tmp_path / "img", n_overall=40, n_fine=0)
+    export_dataset(recs, [], tmp_path / "out")
+    ds = load(tmp_path / "out", "overall", "train")
+    assert ds.features["level"].names == ["bad", "poor", "fair", "good", "excellent"]
+    halves = ds.train_test_split(test_size=0.5, stratify_by_column="level", seed=0)
+    assert len(halves["train"]) + len(halves["test"]) == len(ds)
