@@ -65,6 +65,12 @@ def plot_histograms(
     bounds = std.level_upper_bounds[:-1]  # 0.2 ... 0.8: where one level ends and the next begins
     paths: list[Path] = []
 
+    def save(fig: Any, name: str) -> Path:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        return out / name
+
     def histogram(ax: Any, values: list[float], title: str) -> None:
         ax.hist(values, bins=bins, range=(0.0, 1.0), color="#4C72B0", edgecolor="white")
         for b in bounds:
@@ -86,11 +92,7 @@ def plot_histograms(
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle("Normalised overall score (dashed: level boundaries)", fontsize="medium")
-    fig.tight_layout()
-    path = out / "scores.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(save(fig, "scores.png"))
 
     words = std.level_words
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(sources) + 3), 3.8))
@@ -105,11 +107,7 @@ def plot_histograms(
     ax.set_title("rating levels per source")
     ax.margins(y=0.3)  # room for the legend above the tallest bar
     ax.legend(ncols=len(words), fontsize="small", loc="upper center")
-    fig.tight_layout()
-    path = out / "levels.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(save(fig, "levels.png"))
 
     if dims:
         cols = 4
@@ -118,11 +116,7 @@ def plot_histograms(
         for ax, dim in zip(axes.flat, std.dimensions, strict=False):
             histogram(ax, [row[dim.index - 1] for row in dims], f"{dim.index}. {dim.name}")
         fig.suptitle("12-dimension scores (dashed: level boundaries)", fontsize="medium")
-        fig.tight_layout()
-        path = out / "dimensions.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save(fig, "dimensions.png"))
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths
 

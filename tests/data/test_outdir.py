@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -164,33 +162,16 @@ def test_a_build_that_keeps_nothing_leaves_the_previous_export(tmp_path):
     assert _rows(out) == []
 
 
-_HOLD = """
-import sys
-from hae_data.outdir import BuildLock
-lock = BuildLock(sys.argv[1]).acquire()
-print("held", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_a_second_build_on_the_same_folder_is_refused_until_the_first_dies(tmp_path):
+    from tests.flows.conftest import lock_held_elsewhere
+
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    recs, rej = make_records(tmp_path / "img", n_overall=6, n_fine=4)
+    with lock_held_elsewhere(out) as holder:
         with pytest.raises(BuildBusyError, match=f"pid {holder.pid}"):
             BuildLock(out).acquire()
-        recs, rej = make_records(tmp_path / "img", n_overall=6, n_fine=4)
         with pytest.raises(BuildBusyError):
             export_dataset(recs, rej, out)
-    finally:
-        holder.kill()  # a crash: the kernel drops the lock with the process
-        holder.wait()
-    with BuildLock(out), BuildLock(out):  # re-entrant within one process
+    with BuildLock(out), BuildLock(out):  # released by the holder's death; re-entrant here
         pass
     export_dataset(recs, rej, out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -101,3 +102,32 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
 
 
 PYTHON = sys.executable
+
+
+_HOLD_LOCK = """
+import sys
+from hae_data.outdir import BuildLock
+BuildLock(sys.argv[1]).acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder: Path):
+    """Another process holding the build lock of ``folder``; yields it. Killed on the way out
+    (a crash: the kernel drops the lock with the process)."""
+    holder = subprocess.Popen(
+        [PYTHON, "-c", _HOLD_LOCK, str(folder)],
+        cwd=ROOT,
+        env=subprocess_env(folder.parent / "prefect-lock-holder"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

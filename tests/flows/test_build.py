@@ -8,7 +8,14 @@ from collections import Counter
 import pytest
 from datasets import load_dataset
 
-from tests.flows.conftest import PYTHON, ROOT, expected_counts, subprocess_env, wait_for
+from tests.flows.conftest import (
+    PYTHON,
+    ROOT,
+    expected_counts,
+    lock_held_elsewhere,
+    subprocess_env,
+    wait_for,
+)
 
 
 def _load(folder, part, split):
@@ -227,31 +234,12 @@ def test_a_second_build_into_the_same_folder_is_refused(prefect_server, demo, tm
     from hae_data.outdir import BuildBusyError
 
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [PYTHON, "-c", _HOLD_LOCK, str(out)],
-        cwd=ROOT,
-        env=subprocess_env(tmp_path / "prefect"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(BuildBusyError, match=f"pid {holder.pid}"):
-            build_humanbeauty(sources_config=str(demo.config), output_dir=str(out))
-    finally:
-        holder.kill()
-        holder.wait()
+    with (
+        lock_held_elsewhere(out) as holder,
+        pytest.raises(BuildBusyError, match=f"pid {holder.pid}"),
+    ):
+        build_humanbeauty(sources_config=str(demo.config), output_dir=str(out))
     assert sorted(p.name for p in out.iterdir()) == [".humanbeauty.lock"]
-
-
-_HOLD_LOCK = """
-import sys
-from hae_data.outdir import BuildLock
-BuildLock(sys.argv[1]).acquire()
-print("held", flush=True)
-sys.stdin.read()
-"""
 
 
 def test_a_build_that_keeps_nothing_leaves_the_previous_export(prefect_server, demo, tmp_path):

@@ -42,11 +42,14 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
             proc.wait()
 
 
-def test_served_deployment_builds_the_demo(demo, tmp_path):
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(tmp_path / "prefect-home", PREFECT_API_URL=api)
-    prefect = [PYTHON, "-m", "prefect"]
+PREFECT = [PYTHON, "-m", "prefect"]
+
+
+def _server(tmp_path, **env_extra: str):
+    """A real Prefect server on a free loopback port: (api url, env for clients, Popen kwargs
+    for more processes, the server process)."""
+    api = f"http://127.0.0.1:{free_port()}/api"
+    env = subprocess_env(tmp_path / "prefect-home", PREFECT_API_URL=api, **env_extra)
     popen = dict(
         cwd=ROOT,
         env=env,
@@ -55,9 +58,16 @@ def test_served_deployment_builds_the_demo(demo, tmp_path):
         text=True,
         start_new_session=True,
     )
+    port = api.rsplit(":", 1)[1].split("/")[0]
     server = subprocess.Popen(
-        [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], **popen
+        [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port], **popen
     )
+    return api, env, popen, server
+
+
+def test_served_deployment_builds_the_demo(demo, tmp_path):
+    api, env, popen, server = _server(tmp_path)
+    prefect = PREFECT
     serve = None
     try:
         wait_for(lambda: _healthy(api), 120, "the Prefect server", server)
@@ -100,18 +110,6 @@ def test_prefect_yaml_deploys_onto_a_process_work_pool(demo, tmp_path):
     """The README's `prefect deploy` path: work pool, deploy from prefect.yaml, worker, run."""
     import shutil
 
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = subprocess_env(tmp_path / "prefect-home", PREFECT_API_URL=api, PWD=str(ROOT))
-    prefect = [PYTHON, "-m", "prefect"]
-    popen = dict(
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     src = tmp_path / "baid"
     shutil.copytree(demo.sources["baid"], src)  # one source keeps the run short
     out = tmp_path / "out"
@@ -123,9 +121,8 @@ def test_prefect_yaml_deploys_onto_a_process_work_pool(demo, tmp_path):
         assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
         return done.stdout + done.stderr
 
-    server = subprocess.Popen(
-        [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], **popen
-    )
+    api, env, popen, server = _server(tmp_path, PWD=str(ROOT))
+    prefect = PREFECT
     worker = None
     try:
         wait_for(lambda: _healthy(api), 120, "the Prefect server", server)
