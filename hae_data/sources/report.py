@@ -15,6 +15,7 @@ from typing import Any
 
 from annotation_schema import load_standard
 from hae_data.records import Record, Rejection
+from hae_data.reliability import reliability_text
 from hae_data.sources.base import Source
 
 __all__ = ["InspectReport", "Range", "inspect_source"]
@@ -77,6 +78,8 @@ class InspectReport:
     examples: list[dict[str, Any]] = field(default_factory=list)
     rejection_examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Rater agreement, for sources with per-rater 12-dimension rows (hae_data.reliability).
+    reliability: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -134,6 +137,8 @@ class InspectReport:
                 lines.extend(
                     f"    [{reason}] {ex['file_name']}: {ex['detail']}"[:220] for ex in exs
                 )
+        if self.reliability:
+            lines.append(reliability_text(self.reliability))
         return "\n".join(lines)
 
 
@@ -203,6 +208,8 @@ def inspect_source(
                 }
             )
     report.seconds = time.perf_counter() - start
+    agreement = getattr(source, "reliability", None)  # set by loaders with per-rater rows
+    report.reliability = agreement.to_dict() if agreement is not None else None
     report.rejected = sum(reasons.values())
     report.rejected_by_reason = dict(reasons)
     report.parts = dict(parts)
