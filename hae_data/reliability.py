@@ -8,10 +8,11 @@ Three figures, all on the [0, 1] ratings of the project's annotation rows (SPEC 
   image is rated by a different subset of raters), which ICC(2,k) does not.
   The point estimate on per-rater rows is computed by the maintained ``krippendorff`` package
   (Castro, https://github.com/pln-fing-udelar/fast-krippendorff, ``krippendorff.alpha(...,
-  level_of_measurement="interval")``) whenever its value domain is small (any rating scale);
-  the bootstrap replicates, and data with many distinct values (which would make that
-  package build a value-by-value coincidence matrix), use the closed form below, which the
-  tests check against the package to 1e-9.
+  level_of_measurement="interval")``) whenever it fits: a small value domain (any rating
+  scale) and a dense raters x images matrix of at most 2 million cells. The bootstrap
+  replicates, continuous values (the package would build a value-by-value coincidence
+  matrix) and large batches (the 50K part: 368 raters x 50,000 images) use the closed form
+  below, which the tests check against the package to 1e-9; ``method`` says which answered.
 - **Per rater**, the Pearson correlation of their ratings with the mean of the *other* raters of
   the same image (leave-one-out mean), per dimension and averaged over dimensions, and the
   number of images rated.
@@ -73,10 +74,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BOOTSTRAP = 1000
 #: A rater is judged by the screen only after this many images shared with other raters.
 DEFAULT_MIN_IMAGES = 10
-#: Above this many distinct values the ``krippendorff`` package's coincidence matrix (values x
-#: values) gets large; the closed form gives the same number in O(ratings).
+#: Beyond these the ``krippendorff`` package's matrices (values x values, raters x images) get
+#: large and slow; the closed form gives the same number in O(ratings) from per-image sums.
 _LIBRARY_MAX_DISTINCT = 512
-_LIBRARY_MAX_CELLS = 20_000_000
+_LIBRARY_MAX_CELLS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -318,14 +319,30 @@ def _deduplicate(df: pd.DataFrame, image_col: str, rater_col: str) -> tuple[pd.D
 def _unit_table(
     df: pd.DataFrame, keys: Sequence[str], image_col: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index]:
-    """Per-image ``(m, S1, S2)`` as ``[images, dims]`` arrays, from the long table (never a
-    raters x images matrix: 368 raters x 50,000 images x 12 would be 1.8 GB)."""
-    values = df[list(keys)].astype(np.float64)
-    grouped = values.groupby(df[image_col].astype(str).to_numpy(), sort=True)
-    m = grouped.count().to_numpy(dtype=np.float64)
-    s1 = grouped.sum().to_numpy(dtype=np.float64)
-    s2 = (values**2).groupby(df[image_col].astype(str).to_numpy(), sort=True).sum().to_numpy()
-    return m, s1, s2, grouped.count().index
+    """Per-image ``(m, S1, S2)`` as ``[images, dims]`` arrays (images in sorted order), from
+    the long table: never a raters x images matrix (368 x 50,000 x 12 would be 1.8 GB)."""
+    codes, images = pd.factorize(df[image_col].astype(str), sort=True)
+    m, s1, s2 = _image_sums(df[list(keys)].to_numpy(dtype=np.float64), codes, len(images))
+    return m, s1, s2, pd.Index(images)
+
+
+def _image_sums(
+    values: np.ndarray, codes: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count, sum and sum of squares of the non-NaN ``values`` per image code: ``[n, dims]``."""
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+
+    def per_image(weights: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [
+                np.bincount(codes, weights=weights[:, j], minlength=n)
+                for j in range(values.shape[1])
+            ],
+            axis=1,
+        )
+
+    return per_image(present.astype(np.float64)), per_image(filled), per_image(filled**2)
 
 
 def _rater_matrix(
@@ -352,16 +369,21 @@ def rater_agreement(
     fewer than 3 such images or no variation) and the mean over dimensions."""
     df, _ = _deduplicate(df, image_col, rater_col)
     values = df[list(keys)].to_numpy(dtype=np.float64)
-    image = df[image_col].astype(str).to_numpy()
-    totals = pd.DataFrame(values, columns=list(keys)).groupby(image).agg(["sum", "count"])
-    s = np.stack([totals[(k, "sum")].reindex(image).to_numpy() for k in keys], axis=1)
-    c = np.stack([totals[(k, "count")].reindex(image).to_numpy() for k in keys], axis=1)
+    # Integer codes, not string keys: group sums by bincount cost O(rows).
+    codes, images = pd.factorize(df[image_col].astype(str))
+    count, total, _ = _image_sums(values, codes, len(images))
+    c, s = count[codes], total[codes]
     with np.errstate(divide="ignore", invalid="ignore"):
         others = np.where(c >= 2, (s - values) / (c - 1), np.nan)  # leave-one-out mean
     out = []
-    raters = df[rater_col].astype(str).to_numpy()
-    for rater in sorted(set(raters)):
-        rows = raters == rater
+    # Rows sorted by rater once, then one contiguous slice per rater: a boolean mask over all
+    # rows per rater would cost raters x rows (368 x 450,000 for the 50K part).
+    rater_codes, names = pd.factorize(df[rater_col].astype(str), sort=True)
+    order = np.argsort(rater_codes, kind="stable")
+    starts = np.searchsorted(rater_codes[order], np.arange(len(names)))
+    ends = [*starts[1:], len(order)]
+    for rater, start, end in zip(names, starts, ends, strict=True):
+        rows = order[start:end]
         per: dict[str, float | None] = {}
         for j, key in enumerate(keys):
             x, y = values[rows, j], others[rows, j]
@@ -371,8 +393,8 @@ def rater_agreement(
         compared = int((~np.isnan(others[rows]).all(axis=1)).sum())
         out.append(
             RaterAgreement(
-                rater=rater,
-                images=int(rows.sum()),
+                rater=str(rater),
+                images=len(rows),
                 compared=compared,
                 correlation=float(np.mean(defined)) if defined else None,
                 per_dimension=per,

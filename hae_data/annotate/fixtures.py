@@ -6,8 +6,10 @@ writes such ratings as Label Studio would export them, in the two formats its do
 describes (https://labelstud.io/guide/export#JSON, https://labelstud.io/guide/task_format and
 ``Converter.convert_to_json_min`` in label-studio-sdk): a task list with nested
 ``annotations[].result[]`` (JSON) or one flat object per annotation (JSON-MIN, single choices
-flattened to their string, cancelled annotations left out). Field names and shapes follow an
-export of Label Studio 1.23 made by ``tests/annotate/test_label_studio_server.py``.
+flattened to their string, cancelled annotations left out). The keys, their order and the
+value types are those of a real Label Studio 1.23.2 export (``GET /api/projects/{id}/export``,
+captured while writing ``tests/annotate/test_label_studio_server.py``): ``completed_by`` and
+JSON-MIN's ``annotator`` are integer user ids.
 """
 
 from __future__ import annotations
@@ -73,12 +75,10 @@ def _uid(*parts: object) -> str:
 def _result(points: Mapping[str, int | str]) -> list[dict[str, Any]]:
     return [
         {
-            "value": {"choices": [str(v)]},
-            "id": _uid(key, v),
             "from_name": key,
             "to_name": IMAGE_OBJECT,
             "type": "choices",
-            "origin": "manual",
+            "value": {"choices": [str(v)]},
         }
         for key, v in points.items()
     ]
@@ -115,7 +115,7 @@ def write_export(
                 "draft_created_at": None,
                 "lead_time": 12.5,
                 "prediction": {},
-                "result_count": 0,
+                "result_count": 0 if ann.get("cancelled") else 1,
                 "unique_id": _uid("ann", n),
                 "import_id": None,
                 "last_action": None,
@@ -135,13 +135,13 @@ def write_export(
             {
                 "id": task_ids[image],
                 "annotations": anns,
-                "file_upload": None,
                 "drafts": [],
                 "predictions": [],
                 "data": data,
                 "meta": {},
                 "created_at": _STAMP,
                 "updated_at": _STAMP,
+                "allow_skip": True,
                 "inner_id": task_ids[image],
                 "total_annotations": sum(not a["was_cancelled"] for a in anns),
                 "cancelled_annotations": sum(a["was_cancelled"] for a in anns),
@@ -150,7 +150,7 @@ def write_export(
                 "unresolved_comment_count": 0,
                 "last_comment_updated_at": None,
                 "project": project,
-                "updated_by": None,
+                "updated_by": 1,
                 "comment_authors": [],
             }
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from hae_data.sources.annotations import AnnotationSource
 from hae_data.sources.fixtures import make_jpeg
 
 KEYS = load_standard().keys
+DATA = Path(__file__).parent / "data"
 IMAGES = ["img0.jpg", "sub/img1.jpg", "img2.jpg", "img3.jpg"]
 
 
@@ -190,3 +192,37 @@ def test_reliability_command_and_inspect_show_agreement(root, tmp_path, capsys):
     assert "rater reliability (Krippendorff's alpha, interval" in text
     assert sources_main(["inspect", "humanbeauty_50k", str(root), "-q", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["reliability"]["raters"]) == 9
+
+
+@pytest.mark.parametrize("fmt", ["JSON", "JSON_MIN"])
+def test_exports_captured_from_label_studio_1_23(fmt, tmp_path):
+    """Files exported by a real Label Studio 1.23.2 (``GET /api/projects/1/export``): one
+    task rated 7 on every dimension by user 2, one task that user skipped."""
+    root = tmp_path / "root"
+    (root / "images").mkdir(parents=True)
+    result = import_export(DATA / f"label-studio-1.23.2-{fmt}.json", root)
+    assert result.format == fmt
+    assert result.rows == [{"image": "p0.jpg", "rater": "2", **dict.fromkeys(KEYS, 0.7)}]
+    skipped = {"cancelled_annotation": 1} if fmt == "JSON" else {}  # JSON-MIN leaves skips out
+    assert result.rejected_by_reason == skipped
+
+
+@pytest.mark.parametrize("fmt", ["JSON", "JSON_MIN"])
+def test_fixture_writer_has_the_shape_of_a_real_export(fmt, tmp_path):
+    real = json.loads((DATA / f"label-studio-1.23.2-{fmt}.json").read_text())
+    made = json.loads(
+        write_export(
+            tmp_path / "e.json",
+            [
+                {"image": "p0.jpg", "rater": 2, **dict.fromkeys(KEYS, 7)},
+                {"image": "p1.jpg", "rater": 2, "cancelled": True},
+            ],
+            fmt=fmt,
+        ).read_text()
+    )
+    assert len(made) == len(real)
+    assert list(made[0]) == list(real[0])
+    if fmt == "JSON":
+        assert list(made[0]["annotations"][0]) == list(real[0]["annotations"][0])
+        assert made[0]["annotations"][0]["result"] == real[0]["annotations"][0]["result"]
+        assert made[1]["annotations"][0]["was_cancelled"] is True
