@@ -294,11 +294,17 @@ def _existing_rows(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in (".csv", ".parquet") or not path.is_file():
             continue
-        df = (
-            pd.read_parquet(path)
-            if path.suffix.lower() == ".parquet"
-            else pd.read_csv(path, dtype={"image": str, "rater": str}, encoding="utf-8-sig")
-        )
+        try:
+            df = (
+                pd.read_parquet(path)
+                if path.suffix.lower() == ".parquet"
+                else pd.read_csv(path, dtype={"image": str, "rater": str}, encoding="utf-8-sig")
+            )
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            # The loader reports this file's own problems; here it only cannot be compared
+            # against, so a pair in it may be written again (and then dropped as a duplicate).
+            log.warning("%s cannot be read (%s); not compared against", path, exc)
+            continue
         if not {"image", "rater", *keys} <= set(df.columns):
             log.warning("%s lacks the annotation columns; not compared against", path)
             continue

@@ -226,3 +226,11 @@ def test_fixture_writer_has_the_shape_of_a_real_export(fmt, tmp_path):
         assert list(made[0]["annotations"][0]) == list(real[0]["annotations"][0])
         assert made[0]["annotations"][0]["result"] == real[0]["annotations"][0]["result"]
         assert made[1]["annotations"][0]["was_cancelled"] is True
+
+
+def test_an_unreadable_annotation_file_does_not_stop_the_import(root, tmp_path, caplog):
+    (root / "annotations").mkdir()
+    (root / "annotations" / "old.parquet").write_bytes(b"not parquet at all")
+    result = import_export(_export(tmp_path / "e.json", _good(images=(0,))), root)
+    assert len(result.rows) == 9 and result.written.name == "label-studio-0001.csv"
+    assert "old.parquet cannot be read" in caplog.text
