@@ -78,6 +78,8 @@ DEFAULT_MIN_IMAGES = 10
 #: large and slow; the closed form gives the same number in O(ratings) from per-image sums.
 _LIBRARY_MAX_DISTINCT = 512
 _LIBRARY_MAX_CELLS = 2_000_000
+#: Raters listed in the text report besides the excluded ones (the least agreeing first).
+_SHOWN = 15
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,18 @@ def reliability_text(report: Mapping[str, Any]) -> str:
         lines.append(f"    {d['name']}: alpha {_fmt_alpha(d)}  ({d['images']} images)")
     raters = report["raters"]
     lines.append(f"  raters: {len(raters)}; correlation with the others' leave-one-out mean:")
-    for r in sorted(raters, key=lambda r: (_sort_key(r["correlation"]), r["rater"])):
+    ranked = sorted(raters, key=lambda r: (_sort_key(r["correlation"]), r["rater"]))
+    # The least agreeing raters first; every excluded one, then at most _SHOWN others.
+    shown = [r for r in ranked if r["excluded"]]
+    shown += [r for r in ranked if not r["excluded"]][:_SHOWN]
+    for r in shown:
         corr = "-" if r["correlation"] is None else f"{r['correlation']:.3f}"
         flag = f"  EXCLUDED: {r['reason']}" if r["excluded"] else ""
         if r["reason"] and not r["excluded"]:
             flag = f"  ({r['reason']})"
         lines.append(f"    {r['rater']}: r={corr}  images={r['images']}{flag}"[:220])
+    if len(shown) < len(raters):
+        lines.append(f"    ... {len(raters) - len(shown)} more, agreeing more (all with --json)")
     if report["min_correlation"] is not None:
         lines.append(
             f"  screen: exclude raters below r={report['min_correlation']:g} (judged after "

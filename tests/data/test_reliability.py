@@ -234,3 +234,12 @@ def test_records_reliability_for_the_card():
     assert "### Rater agreement (12-dimension part)" in lines
     assert sum(line.startswith("| Facial Brightness |") for line in lines) == 1
     assert records_reliability([overall]) is None and reliability_markdown(None) == []
+
+
+def test_text_report_lists_the_least_agreeing_raters_first():
+    noise = {f"r{i:02d}": 0.02 * (i + 1) for i in range(20)}
+    df, _ = synthetic_ratings(60, noise, seed=12, dims=2)
+    text = assess_reliability(df, KEYS[:2], bootstrap=10).to_text()
+    listed = [line.split(":")[0].strip() for line in text.splitlines() if ": r=" in line]
+    assert len(listed) == 15 and listed[0] == "r19"  # the noisiest rater first
+    assert "... 5 more, agreeing more (all with --json)" in text
