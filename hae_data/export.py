@@ -274,7 +274,7 @@ def _export_locked(
             rows[part][split] = shard_set.rows
 
         stats = _stats(exported, rejected, infos)
-        if (agreement := records_reliability(exported)) is not None:
+        if (agreement := records_reliability(exported, rejected)) is not None:
             stats["reliability"] = agreement  # rater agreement of the 12-dimension rows
         if not allow_empty:
             _check_not_empty(stats, expected_sources)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ from annotation_schema import load_standard
 __all__ = [
     "DEFAULT_BOOTSTRAP",
     "DEFAULT_MIN_IMAGES",
+    "SCREEN_REASON",
     "DimensionAgreement",
     "RaterAgreement",
     "ReliabilityReport",
@@ -78,6 +80,8 @@ DEFAULT_MIN_IMAGES = 10
 #: large and slow; the closed form gives the same number in O(ratings) from per-image sums.
 _LIBRARY_MAX_DISTINCT = 512
 _LIBRARY_MAX_CELLS = 2_000_000
+#: Reason of the rating rows of a rater the screen excluded (set by the 50K loader).
+SCREEN_REASON = "unreliable_rater"
 #: Raters listed in the text report besides the excluded ones (the least agreeing first).
 _SHOWN = 15
 
@@ -538,6 +542,7 @@ def _num(value: float) -> float | None:
 
 def records_reliability(
     records: Iterable[Any],
+    rejections: Iterable[Any] = (),
     *,
     bootstrap: int = DEFAULT_BOOTSTRAP,
     confidence: float = 0.95,
@@ -547,9 +552,12 @@ def records_reliability(
     (their ``dimension_scores``, ``dimension_std`` and ``rater_count``); ``None`` when no
     record carries a spread (no fine-grained rows, or released labels without raters).
 
-    Per source, as ``{source: {"images": n, "dimensions": [{key, name, alpha, ci_low,
-    ci_high}, ...]}}`` plus ``"confidence"`` and ``"bootstrap"``: plain data for stats.json."""
+    Per source, as ``{source: {"images": n, "screened_rating_rows": n, "dimensions": [{key,
+    name, alpha, ci_low, ci_high}, ...]}}`` plus ``"confidence"`` and ``"bootstrap"``: plain
+    data for stats.json. ``screened_rating_rows`` counts the source's ``unreliable_rater``
+    rejections (rows of raters the loader's screen excluded)."""
     std = load_standard()
+    screened = Counter(r.source for r in rejections if r.reason == SCREEN_REASON)
     by_source: dict[str, list[Any]] = {}
     for rec in records:
         if rec.dimension_scores is not None and rec.dimension_std is not None and rec.rater_count:
@@ -568,6 +576,7 @@ def records_reliability(
         )
         out["sources"][source] = {
             "images": len(recs),
+            "screened_rating_rows": screened[source],
             "dimensions": [
                 {
                     "key": d.key,
@@ -607,4 +616,11 @@ def reliability_markdown(summary: Mapping[str, Any] | None) -> list[str]:
             alpha = "-" if d["alpha"] is None else f"{d['alpha']:.3f}"
             ci = "-" if d["ci_low"] is None else f"{d['ci_low']:.3f} - {d['ci_high']:.3f}"
             lines.append(f"| {d['name']} | {alpha} | {ci} |")
+        if entry.get("screened_rating_rows"):
+            lines += [
+                "",
+                f"The rater screen left out {entry['screened_rating_rows']} rating row(s) of "
+                f"raters who agreed too little with the others (`{SCREEN_REASON}` in "
+                "`rejected.parquet`, each with the rater's correlation).",
+            ]
     return lines

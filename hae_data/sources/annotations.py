@@ -55,7 +55,12 @@ import pandas as pd
 
 from annotation_schema import load_standard, validate_annotation_row
 from hae_data.records import RATING_STAGE, Record, Rejection
-from hae_data.reliability import DEFAULT_MIN_IMAGES, ReliabilityReport, assess_reliability
+from hae_data.reliability import (
+    DEFAULT_MIN_IMAGES,
+    SCREEN_REASON,
+    ReliabilityReport,
+    assess_reliability,
+)
 from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import DirectoryIndex, Source, SourceFormatError, relpath
 from hae_data.sources.catalog import CATALOG
@@ -237,7 +242,7 @@ class AnnotationSource(Source):
             Rejection(
                 source=self.info.name,
                 file_name=str(image),
-                reason="unreliable_rater",
+                reason=SCREEN_REASON,
                 stage=RATING_STAGE,
                 detail=f"{where}: rater {rater} screened out: {reasons[rater]}",
             )

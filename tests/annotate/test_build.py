@@ -69,6 +69,8 @@ def test_build_from_an_import_with_the_rater_screen(annotated, tmp_path):
     alphas = [d["alpha"] for d in stats["reliability"]["sources"]["humanbeauty_50k"]["dimensions"]]
     assert min(alphas) > 0.8  # nine careful raters left: high agreement
     assert "### Rater agreement" in (tmp_path / "out" / "stats.md").read_text()
+    assert stats["reliability"]["sources"]["humanbeauty_50k"]["screened_rating_rows"] == 24
+    assert "The rater screen left out 24 rating row(s)" in card
 
 
 def test_without_the_screen_the_erratic_rater_lowers_agreement(annotated, tmp_path):
