@@ -48,6 +48,7 @@ from hae_data.records import (
     Rejection,
     record_to_row,
 )
+from hae_data.reliability import records_reliability, reliability_markdown
 from hae_data.sources.catalog import CATALOG, SourceInfo
 
 __all__ = [
@@ -328,6 +329,8 @@ def _export_locked(
             rows[part][split] = shard_set.rows
 
         stats = _stats(exported, rejected, infos)
+        if (agreement := records_reliability(exported, rejected)) is not None:
+            stats["reliability"] = agreement  # rater agreement of the 12-dimension rows
         if not allow_empty:
             _check_not_empty(stats, expected_sources)
         write_rejections(rejected, stage / "rejected.parquet")
@@ -524,6 +527,7 @@ def summary_markdown(stats: Mapping[str, Any]) -> str:
         f"| **total** | {t['kept'] + t['rejected']} | {t['kept']} | {t['train']} | {t['test']} "
         f"| {t['rejected']} | | |"
     )
+    lines += reliability_markdown(stats.get("reliability"))
     return "\n".join(lines) + "\n"
 
 
@@ -707,6 +711,7 @@ def _card(
         lines.append(
             f"| {s['title']} | " + " | ".join(str(s["levels"][w]) for w in std.level_words) + " |"
         )
+    lines += reliability_markdown(stats.get("reliability"))
     lines += ["", "### Rejections by reason", "", "| source | reason | count |", "|---|---|---:|"]
     for s in src.values():
         for reason, n in s["rejected"].items():

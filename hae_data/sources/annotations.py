@@ -22,6 +22,13 @@ the detail of each of these quotes the JSON Schema's own messages
 drops both rows (``duplicate_rating``). Extra columns are ignored with a warning; a missing
 dimension column is a :class:`~hae_data.sources.base.SourceFormatError` naming it.
 
+Rater reliability (:mod:`hae_data.reliability`): every pass computes Krippendorff's alpha per
+dimension and each rater's correlation with the others' leave-one-out mean on the valid rows,
+kept as :attr:`AnnotationSource.reliability` (``inspect`` shows it). With
+``min_rater_correlation`` set, raters below it (judged once they share ``min_rater_images``
+images with others) are screened out before the MOS: each of their rows becomes an
+``unreliable_rater`` rejection whose detail says why.
+
 Records are ``part="fine_grained"``: ``dimension_scores`` (12 MOS in the standard's vector
 order), ``dimension_std``, ``rater_count``, and ``raw_score`` = the Overall Aesthetic MOS.
 
@@ -47,7 +54,13 @@ import numpy as np
 import pandas as pd
 
 from annotation_schema import load_standard, validate_annotation_row
-from hae_data.records import Record, Rejection
+from hae_data.records import RATING_STAGE, Record, Rejection
+from hae_data.reliability import (
+    DEFAULT_MIN_IMAGES,
+    SCREEN_REASON,
+    ReliabilityReport,
+    assess_reliability,
+)
 from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     DirectoryIndex,
@@ -78,9 +91,21 @@ class AnnotationSource(Source):
         min_raters: int = 9,
         annotations: str | None = None,
         images_dir: str | None = None,
+        min_rater_correlation: float | None = None,
+        min_rater_images: int = DEFAULT_MIN_IMAGES,
     ) -> None:
         super().__init__(root)
         self.min_raters = check_min_raters(min_raters)
+        if min_rater_correlation is not None and not -1.0 <= min_rater_correlation <= 1.0:
+            raise ValueError(
+                f"min_rater_correlation must be in [-1, 1], got {min_rater_correlation}"
+            )
+        if min_rater_images < 3:
+            raise ValueError(f"min_rater_images must be >= 3, got {min_rater_images}")
+        self.min_rater_correlation = min_rater_correlation
+        self.min_rater_images = min_rater_images
+        #: Agreement of the last pass's valid rows (set by :meth:`iter_items`).
+        self.reliability: ReliabilityReport | None = None
         self.keys = load_standard().keys
         self.files = self._annotation_files(annotations)
         self.images = self._images_dir(images_dir, ["images"])
@@ -197,8 +222,9 @@ class AnnotationSource(Source):
         clean["rater"] = clean["rater"].astype(str).str.strip()
         return clean, rejections
 
-    def iter_items(self) -> Iterator[Record | Rejection]:
-        """12-dimension MOS per image; row rejections first, then one record per image."""
+    def ratings(self) -> tuple[pd.DataFrame, pd.DataFrame, list[Rejection]]:
+        """Every row read (``image``, ``rater``, 12 values, ``where``), the valid ones with
+        numeric values, and the rejections of the rest; no screen, no MOS."""
         frames: list[pd.DataFrame] = []
         row_rejections: list[Rejection] = []
         for path in self.files:
@@ -208,6 +234,45 @@ class AnnotationSource(Source):
         df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         clean, screened = self._screen(df)
         row_rejections.extend(screened)
+        return df, clean, row_rejections
+
+    def _screen_raters(self, clean: pd.DataFrame) -> tuple[pd.DataFrame, list[Rejection]]:
+        """Agreement of the valid rows, and the rows of raters the screen excludes."""
+        self.reliability = assess_reliability(
+            clean,
+            self.keys,
+            min_correlation=self.min_rater_correlation,
+            min_images=self.min_rater_images,
+        )
+        reasons = {r.rater: r.reason for r in self.reliability.excluded}
+        if not reasons:
+            return clean, []
+        drop = clean["rater"].isin(list(reasons))
+        rejections = [
+            Rejection(
+                source=self.info.name,
+                file_name=str(image),
+                reason=SCREEN_REASON,
+                stage=RATING_STAGE,
+                detail=f"{where}: rater {rater} screened out: {reasons[rater]}",
+            )
+            for image, rater, where in clean.loc[drop, ["image", "rater", "where"]].itertuples(
+                index=False
+            )
+        ]
+        log.info(
+            "HumanBeauty-50K: screen excluded %d rater(s) (%d rows): %s",
+            len(reasons),
+            len(rejections),
+            ", ".join(sorted(reasons)),
+        )
+        return clean[~drop], rejections
+
+    def iter_items(self) -> Iterator[Record | Rejection]:
+        """12-dimension MOS per image; row rejections first, then one record per image."""
+        df, clean, row_rejections = self.ratings()
+        clean, unreliable = self._screen_raters(clean)
+        row_rejections.extend(unreliable)
         images = {str(i).strip() for i in df["image"].dropna()} if len(df) else set()
         to_path = {i: self.images / i for i in images if i}
         yield from self._fix_mos_rejections(row_rejections, to_path)

@@ -15,6 +15,7 @@ from typing import Any
 
 from annotation_schema import load_standard
 from hae_data.records import Record, Rejection
+from hae_data.reliability import reliability_text
 from hae_data.sources.base import Source
 
 __all__ = ["InspectReport", "Range", "inspect_source"]
@@ -80,6 +81,8 @@ class InspectReport:
     image_folder: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Rater agreement, for sources with per-rater 12-dimension rows (hae_data.reliability).
+    reliability: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -140,6 +143,8 @@ class InspectReport:
                 lines.extend(
                     f"    [{reason}] {ex['file_name']}: {ex['detail']}"[:220] for ex in exs
                 )
+        if self.reliability:
+            lines.append(reliability_text(self.reliability))
         return "\n".join(lines)
 
 
@@ -218,6 +223,8 @@ def inspect_source(
                 f"{report.image_folder['folder']!r}; if the images are elsewhere, pass "
                 "-o images_dir=PATH (relative to ROOT or absolute)"
             )
+    agreement = getattr(source, "reliability", None)  # set by loaders with per-rater rows
+    report.reliability = agreement.to_dict() if agreement is not None else None
     report.rejected = sum(reasons.values())
     report.rejected_by_reason = dict(reasons)
     report.parts = dict(parts)
