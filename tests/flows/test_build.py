@@ -82,6 +82,7 @@ def test_artifacts_are_recorded(demo_build):
     assert table and report
     assert "AVA" in json.dumps(table[-1].data)
     assert "data:image/png;base64," in report[-1].data
+    assert "Stage timings: load " in report[-1].data
 
 
 def test_second_identical_build_does_no_detection_work(demo, demo_build):
