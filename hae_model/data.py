@@ -37,12 +37,13 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from annotation_schema import Standard, load_standard
 from hae_data.images import ImageDecodeError, decode_image
-from hae_data.qa import pick_question
 from hae_data.records import PARTS
 
 __all__ = [
     "COLUMNS",
+    "INFERENCE_QUESTIONS",
     "SPLITS",
+    "TARGETS",
     "LevelTokenError",
     "RowGroupRef",
     "SampleEncoder",
@@ -68,8 +69,13 @@ COLUMNS = (
     "question",
     "answer",
     "dimension_scores",
+    "dimension_levels",
     "quick",
 )
+#: What evaluation compares against, per image, exactly as exported (SPEC 2.5).
+TARGETS = ("score", "level", "dimension_scores", "dimension_levels")
+#: ``--questions``: which question paraphrases inference asks (SPEC 2.6).
+INFERENCE_QUESTIONS = ("canonical", "all")
 IGNORE_INDEX = -100
 
 # Special tokens of InternVL checkpoints; a tokenizer may name its own (``start_image_token``...).
@@ -445,13 +451,34 @@ class SampleEncoder:
             "dimension_scores": torch.tensor(dims, dtype=torch.float32),
         }
 
-    def encode_inference(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The two scoring prompts of one image (SPEC 3.2), with the row's targets if any.
+    def inference_questions(self, questions: str = "canonical") -> tuple[list[str], list[str]]:
+        """The overall and the 12-dimension questions asked at inference (SPEC 2.6).
 
-        ``overall_ids`` = overall prompt + answer prefix: its last prompt token feeds the
-        regression head and its last token gives the level-word logits; ``fine_ids`` = the
-        12-dimension prompt, whose last token feeds the Expert head. ``row`` is an exported
-        row, or ``{"image": PIL image, "image_id": ...}`` for a file being scored.
+        ``canonical``: the first paraphrase of each, the same for every image, so an image's
+        score never depends on its bytes (the training rows pick a paraphrase by a hash of the
+        image id, which changes when a photo is re-encoded). ``all``: every paraphrase, whose
+        scores :meth:`HumanAesExpert.predict` averages.
+        """
+        std = self.standard
+        if questions == "canonical":
+            return [std.overall_questions[0]], [std.fine_grained_questions[0]]
+        if questions == "all":
+            return list(std.overall_questions), list(std.fine_grained_questions)
+        raise ValueError(
+            f"questions must be one of {', '.join(INFERENCE_QUESTIONS)}, got {questions!r}"
+        )
+
+    def encode_inference(self, row: dict[str, Any], questions: str = "canonical") -> dict[str, Any]:
+        """The scoring prompts of one image (SPEC 3.2), with the row's targets if any.
+
+        For each question of :meth:`inference_questions` (index q): ``overall_ids[q]`` = overall
+        prompt + answer prefix (its last prompt token feeds the regression head, its last token
+        gives the level-word logits) and ``fine_prompts[q]`` = a 12-dimension prompt (its last
+        token feeds the Expert head); ``overall_prompt`` / ``fine_prompt`` are the first ones,
+        for text generation. ``row`` is an exported row, or ``{"image": PIL image,
+        "image_id": ...}`` for a file being scored. The targets (``score``, ``level``,
+        ``dimension_scores``, ``dimension_levels``) are the exported values as they are, never
+        recomputed or narrowed to float32 (SPEC 2.5); ``None`` when the row has none.
         """
         meta = {
             "image_id": row.get("image_id"),
@@ -459,32 +486,36 @@ class SampleEncoder:
             "part": row.get("part"),
         }
         try:
+            overall_qs, fine_qs = self.inference_questions(questions)
             image = row["image"]
             if isinstance(image, dict):
                 image = self._decode(row)
             pixels = self.tiles(image)
             n_dims = len(self.standard.dimensions)
             score = row.get("score")
-            score = math.nan if score is None else _unit(score, "score")
+            score = None if score is None else _unit(score, "score")
             dims = row.get("dimension_scores")
-            dims = [math.nan] * n_dims if dims is None else [_unit(v, "dimension") for v in dims]
-            if len(dims) != n_dims:
-                raise ValueError(f"expected {n_dims} dimension scores, got {len(dims)}")
+            if dims is not None:
+                dims = [_unit(v, "dimension") for v in dims]
+                if len(dims) != n_dims:
+                    raise ValueError(f"expected {n_dims} dimension scores, got {len(dims)}")
         except (ImageDecodeError, ValueError, TypeError, KeyError) as exc:
             return {**meta, "error": f"{type(exc).__name__}: {exc}"}
-        key = meta["image_id"] or ""
         n = pixels.shape[0]
-        overall_prompt = self.prompt_ids(pick_question(key, "overall"), n)
-        fine_prompt = self.prompt_ids(pick_question(key, "fine_grained"), n)
+        overall_prompts = [self.prompt_ids(q, n) for q in overall_qs]
+        fine_prompts = [self.prompt_ids(q, n) for q in fine_qs]
         return {
             **meta,
             "pixel_values": pixels,
-            "overall_prompt": overall_prompt,
-            "fine_prompt": fine_prompt,
-            "overall_ids": overall_prompt + self.prefix_ids,
+            "overall_prompts": overall_prompts,
+            "fine_prompts": fine_prompts,
+            "overall_ids": [p + self.prefix_ids for p in overall_prompts],
+            "overall_prompt": overall_prompts[0],
+            "fine_prompt": fine_prompts[0],
             "score": score,
             "level": row.get("level"),
-            "dimension_scores": torch.tensor(dims, dtype=torch.float32),
+            "dimension_scores": dims,
+            "dimension_levels": row.get("dimension_levels"),
         }
 
 
@@ -552,9 +583,13 @@ def collate_train(
 def collate_inference(
     samples: Sequence[dict[str, Any]], pad_id: int, pad_to_multiple: int = 8
 ) -> dict[str, Any]:
-    """Scoring batch of B images: ``input_ids [2B, T]`` holds the B overall prompts (with the
-    answer prefix) and then the B 12-dimension prompts, right-padded; ``head_pos [2B]`` the
-    last prompt token of each; ``level_pos [B]`` the last token of each overall sequence.
+    """Scoring batch of B images asked Q questions each (Q = 1 for the canonical question).
+
+    ``input_ids [2QB, T]`` holds Q blocks of the B overall prompts (with the answer prefix),
+    one block per question, then Q blocks of the B 12-dimension prompts, right-padded;
+    ``head_pos [2QB]`` is the last prompt token of each sequence and ``level_pos [QB]`` the
+    last token of each overall sequence. ``targets`` keeps each row's exported values as they
+    are (see :meth:`SampleEncoder.encode_inference`).
 
     Bad samples go to ``errors``; ``size`` is the number of valid images (0 is possible).
     """
@@ -569,27 +604,32 @@ def collate_inference(
     }
     if not good:
         return batch
-    seqs = [s["overall_ids"] for s in good] + [s["fine_prompt"] for s in good]
+    n_questions = len(good[0]["overall_ids"])
+    if any(len(s["overall_ids"]) != n_questions for s in good):
+        raise ValueError("every image of a batch must be asked the same questions")
+    # Block q holds question q of every image, so image i's sequences sit at q * B + i.
+    overall = [s["overall_ids"][q] for q in range(n_questions) for s in good]
+    overall_prompt = [s["overall_prompts"][q] for q in range(n_questions) for s in good]
+    fine = [s["fine_prompts"][q] for q in range(n_questions) for s in good]
+    seqs = overall + fine
     length = _round_up(max(len(s) for s in seqs), pad_to_multiple)
     input_ids, attention_mask = _pad(seqs, pad_id, length)
-    overall_len = [len(s["overall_ids"]) for s in good]
     batch.update(
         {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "pixel_values": torch.cat([s["pixel_values"] for s in good]),
             "tiles": torch.tensor([s["pixel_values"].shape[0] for s in good], dtype=torch.long),
+            "questions": n_questions,
             "head_pos": torch.tensor(
-                [len(s["overall_prompt"]) - 1 for s in good]
-                + [len(s["fine_prompt"]) - 1 for s in good],
+                [len(p) - 1 for p in overall_prompt] + [len(p) - 1 for p in fine],
                 dtype=torch.long,
             ),
-            "level_pos": torch.tensor([n - 1 for n in overall_len], dtype=torch.long),
+            "level_pos": torch.tensor([len(s) - 1 for s in overall], dtype=torch.long),
             "overall_prompt": [s["overall_prompt"] for s in good],
             "fine_prompt": [s["fine_prompt"] for s in good],
-            "score": torch.tensor([s["score"] for s in good], dtype=torch.float32),
-            "dimension_scores": torch.stack([s["dimension_scores"] for s in good]),
-            "meta": {k: [s.get(k) for s in good] for k in ("image_id", "source", "part", "level")},
+            "meta": {k: [s.get(k) for s in good] for k in ("image_id", "source", "part")},
+            "targets": [{k: s[k] for k in TARGETS} for s in good],
         }
     )
     return batch

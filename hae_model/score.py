@@ -48,11 +48,15 @@ def score_images(
     base: str | None = None,
     max_tiles: int | None = None,
     precision: str = "auto",
+    questions: str = "canonical",
 ) -> Iterator[dict[str, Any]]:
-    """One result dict per image path, in order (see the module docstring for the keys)."""
+    """One result dict per image path, in order (see the module docstring for the keys).
+
+    ``questions``: see :meth:`hae_model.data.SampleEncoder.inference_questions`."""
     std = load_standard()
     dev = resolve_device(device)
     model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)
+    encoder.inference_questions(questions)  # a bad value fails before any image is read
     for start in range(0, len(images), batch_size):
         chunk = [str(p) for p in images[start : start + batch_size]]
         samples = []
@@ -63,7 +67,7 @@ def score_images(
                 samples.append({"image_id": path, "error": f"{exc.reason}: {exc.detail}"})
                 continue
             row = {"image": decoded.image, "image_id": decoded.image_id, "source": path}
-            samples.append(encoder.encode_inference(row))
+            samples.append(encoder.encode_inference(row, questions))
         errors = {s["image_id"]: s["error"] for s in samples if "error" in s}
         batch = collate_inference(samples, encoder.pad_id)
         batch["errors"] = []  # reported below, in input order
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             base=args.base,
             max_tiles=args.max_tiles,
             precision=args.precision,
+            questions=args.questions,
         ):
             failed += "error" in result
             sys.stdout.write(json.dumps(result) + "\n" if args.json else _readable(result))

@@ -174,7 +174,7 @@ def test_collate_pads_and_keeps_tiles_in_order(encoder, small_export):
     inf = collate_inference([encoder.encode_inference(r) for r in rows], encoder.pad_id)
     assert inf["input_ids"].shape[0] == 10 and inf["size"] == 5
     assert inf["level_pos"].tolist() == [
-        len(encoder.encode_inference(r)["overall_ids"]) - 1 for r in rows
+        len(encoder.encode_inference(r)["overall_ids"][0]) - 1 for r in rows
     ]
 
 
