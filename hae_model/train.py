@@ -11,9 +11,11 @@ MetaVoter (safetensors), ``config.json``, the tokenizer and image processor, and
 ``train_config.json`` / ``training_summary.json``.
 
 The same command runs data-parallel (DDP) under ``torchrun`` or ``accelerate launch``: the
-launcher's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` select NCCL on GPUs and gloo on CPUs. Each
-rank reads its own row groups; an epoch is ``ceil(train rows / (batch * accumulation * world))``
-optimiser steps over an endless shuffled stream, so no rank ever waits for one that ran dry.
+launcher's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` select NCCL on GPUs and gloo on CPUs. An epoch
+is ``ceil(train rows / (batch * accumulation * world))`` optimiser steps in which every training
+row is seen exactly once over all ranks and workers, in micro-batches that mix overall and
+12-dimension rows in proportion (``hae_model.data.TrainingStream``); every rank takes the same
+number of micro-batches, so none ever waits for one that ran dry.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ from torch.utils.data import DataLoader
 
 from hae_data.records import PARTS
 from hae_model.data import (
-    ShardStream,
+    TrainingStream,
     collate_train,
-    count_rows,
+    kept_rows,
     list_row_groups,
     seed_worker,
 )
@@ -353,7 +355,8 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
         )
     cfg = dataclasses.replace(cfg, grad_accum=resolve_grad_accum(cfg, d.world))
     groups = list_row_groups(cfg.data, "train", cfg.parts)
-    n_rows = count_rows(groups)
+    rows = kept_rows(groups)
+    n_rows = sum(len(r) for r in rows)
     global_batch = cfg.batch_size * cfg.grad_accum * d.world
     steps_per_epoch = math.ceil(n_rows / global_batch)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
@@ -441,7 +444,9 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
         log.info("--resume: no checkpoint under %s, starting from scratch", output / CHECKPOINTS)
 
     if step < total:
-        _stage1(cfg, d, model, encoder, groups, opt, sched, step, total, skip_batches, amp, rng)
+        _stage1(
+            cfg, d, model, encoder, groups, rows, opt, sched, step, total, skip_batches, amp, rng
+        )
     _check_in_sync(model, d)
     _stage2(cfg, d, model, encoder, groups, amp)
     if d.main:
@@ -457,6 +462,7 @@ def _stage1(
     model: HumanAesExpert,
     encoder: Any,
     groups: list,
+    rows: list[list[int]],
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     step: int,
@@ -466,24 +472,24 @@ def _stage1(
     rng: dict[str, Any] | None,
 ) -> None:
     output = Path(cfg.output)
-    stream = ShardStream(
+    stream = TrainingStream(
         groups,
         encoder.encode_train,
-        shuffle=True,
-        infinite=True,
-        # A resumed run whose position cannot be restored gets a fresh shuffle, not a replay.
-        seed=cfg.seed if skip_batches or step == 0 else cfg.seed + step,
+        batch_size=cfg.batch_size,
+        grad_accum=cfg.grad_accum,
         rank=d.rank,
         world_size=d.world,
+        # A resumed run whose position cannot be restored gets a fresh shuffle, not a replay.
+        seed=cfg.seed if skip_batches or step == 0 else cfg.seed + step,
         shuffle_buffer=cfg.shuffle_buffer,
-        batch_size=cfg.batch_size,
         skip_batches=skip_batches,
+        rows=rows,
     )
     loader = DataLoader(
         stream,
-        batch_size=cfg.batch_size,
+        batch_size=None,  # the stream yields whole micro-batches
         num_workers=cfg.num_workers,
-        collate_fn=partial(collate_train, pad_id=encoder.pad_id),
+        collate_fn=partial(_collate_micro_batch, pad_id=encoder.pad_id),
         worker_init_fn=seed_worker if cfg.num_workers else None,
         pin_memory=d.device.type == "cuda",
         prefetch_factor=4 if cfg.num_workers else None,
@@ -508,23 +514,37 @@ def _stage1(
     window = torch.zeros(6, dtype=torch.float64, device=d.device)  # loss, lm, reg, exp, n, samples
     t_window = t_start = time.perf_counter()
     start_step = step
+    inputs: dict[str, torch.Tensor] | None = None
     while step < total:
         for micro in range(cfg.grad_accum):
             batch = next(batches)
-            inputs = {
-                k: batch[k].to(d.device, non_blocking=True) for k in MODEL_INPUTS if k in batch
-            }
+            micro_batches += 1
+            weight = 1.0
+            if batch is None:  # no row (or no readable row) in this micro-batch
+                if d.world == 1:
+                    continue
+                if inputs is None:
+                    raise RuntimeError(
+                        f"rank {d.rank}: its first micro-batch has no readable row, and DDP "
+                        "needs every rank in every step; use a smaller --batch-size"
+                    )
+                # Take part in the gradient all-reduce with a zero-weight pass of the last batch.
+                weight = 0.0
+            else:
+                inputs = {
+                    k: batch[k].to(d.device, non_blocking=True) for k in MODEL_INPUTS if k in batch
+                }
             sync = micro == cfg.grad_accum - 1
             ctx = ddp.no_sync() if (d.world > 1 and not sync) else contextlib.nullcontext()
             with ctx:
                 with autocast(d.device, amp):
                     out = ddp(**inputs)
-                (out.loss / cfg.grad_accum).backward()
-            micro_batches += 1
-            losses = torch.stack([out.loss, out.lm_loss, out.reg_loss, out.exp_loss]).detach()
-            window[:4] += losses.double()
-            window[4] += 1
-            window[5] += inputs["input_ids"].shape[0]
+                (out.loss * (weight / cfg.grad_accum)).backward()
+            if weight:
+                losses = torch.stack([out.loss, out.lm_loss, out.reg_loss, out.exp_loss])
+                window[:4] += losses.detach().double()
+                window[4] += 1
+                window[5] += inputs["input_ids"].shape[0]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
         opt.step()
         sched.step()
@@ -556,6 +576,11 @@ def _stage1(
     del batches, loader
 
 
+def _collate_micro_batch(samples: list[dict[str, Any]], pad_id: int) -> dict[str, Any] | None:
+    """A micro-batch of the training stream as model inputs; ``None`` when it has no row."""
+    return collate_train(samples, pad_id) if samples else None
+
+
 def _log_window(
     d: _Dist,
     window: torch.Tensor,
@@ -571,6 +596,7 @@ def _log_window(
     if d.world > 1:
         dist.all_reduce(stats)
     loss, lm, reg, exp, n, samples = stats.tolist()
+    n = max(n, 1.0)  # a window of empty micro-batches only
     now = time.perf_counter()
     rate = samples / max(now - t_window, 1e-9)
     per_step = (now - t_start) / max(1, step - start_step)
