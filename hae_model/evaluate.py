@@ -150,6 +150,8 @@ def markdown_report(report: dict[str, Any], title: str) -> str:
     groups = [("total", report["total"]), *report["per_source"].items()]
     groups = [(name, g) for name, g in groups if g.get("n")]
     lines = [f"# {title}", "", f"Images: {report['images']}; skipped: {len(report['skipped'])}."]
+    if "overall_from" in report:
+        lines += ["", f"The model's overall score is the {HEADS[report['overall_from']]}'s."]
     lines += [
         "",
         "## Overall score",
@@ -249,6 +251,8 @@ def evaluate(
         "split": split,
         "parts": list(parts),
         "questions": questions,
+        # Which score the model answers with as ``overall`` (its row in the tables below).
+        "overall_from": model.config.overall_from,
         "text": text,
         **build_report(items, text=text),
     }
@@ -319,10 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     total = report["total"]
     if total.get("n"):
-        mv = total["heads"]["metavoter"]
+        mv = total["heads"][report["overall_from"]]
         log.info(
-            "total: %d images, MetaVoter PLCC %s SRCC %s MAE %s",
+            "total: %d images, overall (%s) PLCC %s SRCC %s MAE %s",
             total["n"],
+            HEADS[report["overall_from"]],
             _fmt(mv["plcc"]),
             _fmt(mv["srcc"]),
             _fmt(mv["mae"]),

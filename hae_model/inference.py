@@ -9,7 +9,7 @@ import argparse
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
+from hae_model.config import OVERALL_SOURCES
 from hae_model.data import (
     INFERENCE_QUESTIONS,
     RowGroupRef,
@@ -107,16 +108,18 @@ def inference_loader(
     rank: int = 0,
     world_size: int = 1,
     questions: str = "canonical",
+    row_filter: Callable[[dict[str, Any]], bool] | None = None,
 ) -> DataLoader:
-    """One pass over ``groups`` in shard order, each row once over all ranks; bad rows are
-    kept as ``errors`` in the batches so callers can report them. ``questions``: see
-    :meth:`SampleEncoder.inference_questions`."""
+    """One pass over ``groups`` in shard order (only rows ``row_filter`` accepts, when given),
+    each row once over all ranks; bad rows are kept as ``errors`` in the batches so callers
+    can report them. ``questions``: see :meth:`SampleEncoder.inference_questions`."""
     encoder.inference_questions(questions)  # a bad value fails here, not in a worker
     stream = ShardStream(
         groups,
         partial(encoder.encode_inference, questions=questions),
         quick_only=quick_only,
         keep_errors=True,
+        row_filter=row_filter,
         rank=rank,
         world_size=world_size,
     )
@@ -214,6 +217,7 @@ def score_batches(
                 "regression": float(pred.regression[i]),
                 "expert": float(pred.expert[i]),
                 "metavoter": float(pred.metavoter[i]),
+                "overall": float(pred.overall[i]),
                 "dimensions": pred.dimensions[i].tolist(),
             }
             if answers is not None and fine_answers is not None:
@@ -235,12 +239,10 @@ def score_batches(
 
 
 def levels_of(item: ScoredImage) -> dict[str, str]:
-    """Level words of every score of a result (heads and the 12 dimensions, by name)."""
+    """Level words of every score of a result (heads, MetaVoter, ``overall`` and the 12
+    dimensions, by name)."""
     std = load_standard()
-    out = {
-        head: score_to_level(_clip(item[head]))
-        for head in ("lm", "regression", "expert", "metavoter")
-    }
+    out = {head: score_to_level(_clip(item[head])) for head in (*OVERALL_SOURCES, "overall")}
     for name, value in zip(std.names, item["dimensions"], strict=True):
         out[name] = score_to_level(_clip(value))
     return out

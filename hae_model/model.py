@@ -82,7 +82,9 @@ class Prediction:
     """Scores of B images from :meth:`HumanAesExpert.predict`, float32 on the CPU.
 
     ``lm``, ``regression``, ``expert`` (the root node, ``S_exp``) and ``metavoter`` are ``[B]``;
-    ``dimensions [B, 12]`` are the Expert head's 12 nodes in vector order.
+    ``dimensions [B, 12]`` are the Expert head's 12 nodes in vector order; ``overall [B]`` is
+    the model's answer, the score named by ``HAEConfig.overall_from`` (the MetaVoter's unless
+    stage 2 chose a head).
     """
 
     lm: torch.Tensor
@@ -90,6 +92,7 @@ class Prediction:
     expert: torch.Tensor
     metavoter: torch.Tensor
     dimensions: torch.Tensor
+    overall: torch.Tensor
 
     def heads(self) -> torch.Tensor:
         """``[B, 3]`` MetaVoter inputs ``(S_LM', S_reg, S_exp)``."""
@@ -413,12 +416,14 @@ class HumanAesExpert(nn.Module):
         expert = dims[:, self.root_index]
         with torch.autocast(device.type, enabled=False):
             voted = self.metavoter(torch.stack([lm, reg, expert], dim=-1).float())
+        scores = {"lm": lm, "regression": reg, "expert": expert, "metavoter": voted}
         return Prediction(
             lm=lm.cpu(),
             regression=reg.cpu(),
             expert=expert.cpu(),
             metavoter=voted.cpu(),
             dimensions=dims.cpu(),
+            overall=scores[self.config.overall_from].cpu(),
         )
 
     @torch.no_grad()

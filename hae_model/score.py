@@ -1,7 +1,9 @@
 """Scoring images: ``python -m hae_model.score --model DIR [--json] IMAGE...``.
 
-Per image: ``overall`` (the MetaVoter's score), the 12 dimension scores by name
-(``dimensions``), the level of every score (``levels``), the three head scores (``heads``) and
+Per image: ``overall`` (the MetaVoter's score, or one head's when training found the MetaVoter
+worse than that head), ``overall_from`` (which of the two: ``metavoter``, ``lm``, ``regression``
+or ``expert``), the 12 dimension scores by name (``dimensions``), the level of every score
+(``levels``), the three head scores and the MetaVoter's (``heads``) and
 the model's own text answers to the overall and the 12-dimension questions. With ``--json`` one
 JSON object per line; otherwise a short readable block per image. An image that cannot be read
 is reported (an ``error`` object) and the others are still scored; the exit status is then 1.
@@ -22,6 +24,7 @@ import torch
 
 from annotation_schema import load_standard
 from hae_data.images import ImageDecodeError, read_image
+from hae_model.config import OVERALL_SOURCES
 from hae_model.data import collate_inference
 from hae_model.inference import (
     add_inference_args,
@@ -81,11 +84,12 @@ def score_images(
             out: dict[str, Any] = {
                 "image": path,
                 "image_id": item["image_id"],
-                "overall": item["metavoter"],
+                "overall": item["overall"],
+                "overall_from": model.config.overall_from,
                 "dimensions": dict(zip(std.names, item["dimensions"], strict=True)),
-                "heads": {k: item[k] for k in ("lm", "regression", "expert")},
+                "heads": {k: item[k] for k in OVERALL_SOURCES},
                 "levels": {
-                    "overall": (lv := levels_of(item))["metavoter"],
+                    "overall": (lv := levels_of(item))["overall"],
                     **{name: lv[name] for name in std.names},
                 },
             }
@@ -100,7 +104,8 @@ def _readable(result: dict[str, Any]) -> str:
         return f"{result['image']}: ERROR {result['error']}\n"
     lines = [
         f"{result['image']}",
-        f"  overall: {result['overall']:.4f} ({result['levels']['overall']})",
+        f"  overall: {result['overall']:.4f} ({result['levels']['overall']}; from "
+        f"{result['overall_from']})",
         "  heads: " + ", ".join(f"{k} {v:.4f}" for k, v in result["heads"].items()),
     ]
     for name, value in result["dimensions"].items():
@@ -115,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(
         prog="python -m hae_model.score",
-        description="Score human images with a trained HumanAesExpert: the MetaVoter's overall "
-        "score, 12 dimension scores, levels and the model's text answers.",
+        description="Score human images with a trained HumanAesExpert: the overall score (the "
+        "MetaVoter's, or the head training chose over it), 12 dimension scores, levels and the "
+        "model's text answers.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="folder written by hae_model.train")

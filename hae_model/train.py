@@ -46,6 +46,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from hae_data.records import PARTS
+from hae_model.config import VOTER_INPUTS
 from hae_model.data import (
     TrainingStream,
     collate_train,
@@ -60,7 +61,13 @@ from hae_model.inference import (
     resolve_device,
     score_batches,
 )
-from hae_model.metavoter import train_metavoter
+from hae_model.metavoter import (
+    METAVOTER_DATA,
+    choose_overall,
+    holdout_row,
+    in_holdout,
+    train_metavoter,
+)
 from hae_model.model import HumanAesExpert
 
 __all__ = ["TrainConfig", "main", "train"]
@@ -68,6 +75,8 @@ __all__ = ["TrainConfig", "main", "train"]
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+#: The cached head scores the MetaVoter was fitted on, written beside the model.
+METAVOTER_SCORES = "metavoter_train_scores.parquet"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 # Tensors of a training batch that HumanAesExpert.forward takes.
 MODEL_INPUTS = (
@@ -119,6 +128,10 @@ class TrainConfig:
     precision: str = "auto"
     gradient_checkpointing: bool = False
     device: str = "auto"
+    #: ``holdout`` or ``train`` (the paper's): see ``hae_model.metavoter``.
+    metavoter_data: str = "holdout"
+    #: Share of the training split kept out of stage 1 for the MetaVoter (``holdout`` only).
+    metavoter_holdout: float = 0.1
     metavoter_epochs: int = 10
     metavoter_min_steps: int = 1000
     metavoter_batch: int = 64
@@ -141,6 +154,13 @@ class TrainConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.num_workers < 0 or self.keep_checkpoints < 1:
             raise ValueError("num_workers must be >= 0 and keep_checkpoints >= 1")
+        if self.metavoter_data not in METAVOTER_DATA:
+            raise ValueError(
+                f"metavoter_data must be one of {', '.join(METAVOTER_DATA)}, "
+                f"got {self.metavoter_data!r}"
+            )
+        if not 0 < self.metavoter_holdout < 1:
+            raise ValueError(f"metavoter_holdout must be in (0, 1), got {self.metavoter_holdout}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         bad = [p for p in self.parts if p not in PARTS]
@@ -355,8 +375,18 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
         )
     cfg = dataclasses.replace(cfg, grad_accum=resolve_grad_accum(cfg, d.world))
     groups = list_row_groups(cfg.data, "train", cfg.parts)
-    rows = kept_rows(groups)
+    if cfg.metavoter_data == "holdout":
+        # The MetaVoter's slice stays out of stage 1, so its head scores are out-of-sample.
+        rows = kept_rows(groups, lambda image_id: not in_holdout(image_id, cfg.metavoter_holdout))
+    else:
+        rows = kept_rows(groups)
     n_rows = sum(len(r) for r in rows)
+    n_held = sum(g.num_rows for g in groups) - n_rows
+    if cfg.metavoter_data == "holdout" and (n_rows == 0 or n_held < 2):
+        raise ValueError(
+            f"--metavoter-holdout {cfg.metavoter_holdout} leaves {n_rows} rows for stage 1 and "
+            f"{n_held} for the MetaVoter; both need rows (or use --metavoter-data train)"
+        )
     global_batch = cfg.batch_size * cfg.grad_accum * d.world
     steps_per_epoch = math.ceil(n_rows / global_batch)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
@@ -392,10 +422,12 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
             json.dumps(asdict(cfg), indent=2, sort_keys=True) + "\n"
         )
         log.info(
-            "%d training rows in %d row groups; %d steps (%d per epoch) of %d samples "
-            "(%d x %d accumulation x %d ranks); %s; %d trainable of %d parameters",
+            "%d training rows in %d row groups (%d more held out for the MetaVoter); %d steps "
+            "(%d per epoch) of %d samples (%d x %d accumulation x %d ranks); %s; %d trainable "
+            "of %d parameters",
             n_rows,
             len(groups),
+            n_held,
             total,
             steps_per_epoch,
             global_batch,
@@ -626,11 +658,13 @@ def _stage2(
     groups: list,
     amp: torch.dtype | None,
 ) -> None:
-    """Cache (S_LM', S_reg, S_exp) on the training split (all ranks), fit the MetaVoter (rank 0)."""
+    """Cache (S_LM', S_reg, S_exp) of the MetaVoter's images (all ranks), fit it and choose
+    what gives ``overall`` (rank 0; ``hae_model.metavoter``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     model.eval()
+    holdout = cfg.metavoter_data == "holdout"
     loader = inference_loader(
         groups,
         encoder,
@@ -638,9 +672,10 @@ def _stage2(
         num_workers=cfg.num_workers,
         rank=d.rank,
         world_size=d.world,
+        row_filter=partial(holdout_row, fraction=cfg.metavoter_holdout) if holdout else None,
     )
     local = [
-        {k: item[k] for k in ("image_id", "source", "part", "score", "lm", "regression", "expert")}
+        {k: item[k] for k in ("image_id", "source", "part", "score", *VOTER_INPUTS)}
         for item in score_batches(
             model, encoder, loader, device=d.device, autocast=autocast(d.device, amp)
         )
@@ -654,29 +689,38 @@ def _stage2(
     if d.main:
         output = Path(cfg.output)
         rows.sort(key=lambda r: (r["part"], r["image_id"]))
-        pq.write_table(pa.Table.from_pylist(rows), output / "metavoter_train_scores.parquet")
-        inputs = torch.tensor([[r["lm"], r["regression"], r["expert"]] for r in rows])
-        targets = torch.tensor([r["score"] for r in rows])
+        pq.write_table(pa.Table.from_pylist(rows), output / METAVOTER_SCORES)
+        inputs = torch.tensor([[r[h] for h in VOTER_INPUTS] for r in rows])
+        targets = torch.tensor([r["score"] for r in rows], dtype=torch.float64)
+        fit = {
+            "epochs": cfg.metavoter_epochs,
+            "min_steps": cfg.metavoter_min_steps,
+            "batch_size": cfg.metavoter_batch,
+            "lr": cfg.metavoter_lr,
+        }
+        choice, check = choose_overall(
+            inputs,
+            targets,
+            [r["image_id"] for r in rows],
+            hidden=model.config.metavoter_hidden,
+            seed=cfg.seed,
+            **fit,
+        )
         torch.manual_seed(cfg.seed)
         model.metavoter.requires_grad_(True)
         model.metavoter.cpu()
         fresh = type(model.metavoter)(model.config.metavoter_hidden)
         model.metavoter.load_state_dict(fresh.state_dict())
-        history = train_metavoter(
-            model.metavoter,
-            inputs,
-            targets,
-            epochs=cfg.metavoter_epochs,
-            min_steps=cfg.metavoter_min_steps,
-            batch_size=cfg.metavoter_batch,
-            lr=cfg.metavoter_lr,
-            seed=cfg.seed,
-        )
+        history = train_metavoter(model.metavoter, inputs, targets, seed=cfg.seed, **fit)
         model.metavoter.to(d.device)
+        model.config.overall_from = choice
         summary = {
+            "metavoter_data": cfg.metavoter_data,
             "metavoter_training_images": len(rows),
             "metavoter_epochs": len(history),
             "metavoter_final_l1": history[-1],
+            "metavoter_check": check,
+            "overall_from": choice,
         }
         (output / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     d.barrier()
@@ -733,6 +777,19 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--reg-weight", type=float, default=d["reg_weight"].default, help="lambda")
     g.add_argument("--exp-weight", type=float, default=d["exp_weight"].default, help="mu")
     g = p.add_argument_group("MetaVoter (stage 2)")
+    g.add_argument(
+        "--metavoter-data",
+        choices=METAVOTER_DATA,
+        default=d["metavoter_data"].default,
+        help="holdout: fit on a hash-chosen slice of the training split kept out of stage 1; "
+        "train: the paper's setup, fit on in-sample scores of the whole training split",
+    )
+    g.add_argument(
+        "--metavoter-holdout",
+        type=float,
+        default=d["metavoter_holdout"].default,
+        help="share of the training split held out for the MetaVoter",
+    )
     g.add_argument("--metavoter-epochs", type=int, default=d["metavoter_epochs"].default)
     g.add_argument(
         "--metavoter-min-steps",

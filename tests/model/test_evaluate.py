@@ -46,6 +46,7 @@ def _items(n, seed=0, text=True):
             "regression": float(np.clip(score + rng.normal(0, 0.1), 0, 1)),
             "expert": float(rng.uniform(0, 1)),
             "metavoter": float(np.clip(score + rng.normal(0, 0.05), 0, 1)),
+            "overall": float(np.clip(score + rng.normal(0, 0.05), 0, 1)),
             "dimensions": [float(x) for x in rng.uniform(0, 1, 12)],
         }
         if text:
@@ -98,7 +99,8 @@ def test_report_without_text_and_levels_of():
     item = _items(1)[0]
     levels = levels_of(item)
     assert levels["metavoter"] == score_to_level(item["metavoter"])
-    assert set(levels) == {"lm", "regression", "expert", "metavoter", *STD.names}
+    assert levels["overall"] == score_to_level(item["overall"])
+    assert set(levels) == {"lm", "regression", "expert", "metavoter", "overall", *STD.names}
 
 
 class _PerfectModel:
@@ -114,7 +116,7 @@ class _PerfectModel:
         targets = batch["targets"]
         score = torch.tensor([t["score"] for t in targets], dtype=torch.float32)
         dims = torch.tensor([t["dimension_scores"] or [0.0] * 12 for t in targets])
-        return Prediction(score, score, score, score, dims)
+        return Prediction(score, score, score, score, dims, score)
 
 
 def test_evaluation_reads_exported_levels_not_float32_copies(tiny_dir, tmp_path):

@@ -175,6 +175,25 @@ def test_inference_asks_one_canonical_question_whatever_the_image_bytes(built, r
         encoder.inference_questions("first")
 
 
+def test_overall_is_the_score_stage_2_chose(built, rows):
+    model, encoder = built
+    model.eval()
+    batch = collate_inference([encoder.encode_inference(r) for r in rows[:3]], encoder.pad_id)
+    assert torch.equal(model.predict(batch).overall, model.predict(batch).metavoter)
+    model.config.overall_from = "expert"
+    pred = model.predict(batch)
+    assert torch.equal(pred.overall, pred.expert)
+    with pytest.raises(ValueError, match="overall_from must be one of"):
+        HAEConfig(
+            base_model="x",
+            hidden_size=4,
+            level_token_ids=[1],
+            image_seq_length=1,
+            tile_size=28,
+            overall_from="mean",
+        )
+
+
 def test_all_paraphrases_average_the_head_scores(built, rows):
     model, encoder = built
     model.eval()
