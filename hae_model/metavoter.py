@@ -26,14 +26,14 @@ well-fit          holdout     0.074      0.098           0.074 (head)
 small, 40 epochs  train       0.090      0.086           0.090 (head)
 small, 40 epochs  holdout     0.078      0.126           0.078 (head)
 overfit, 150 ep.  train       0.088      0.086           0.088 (head)
-overfit, 150 ep.  holdout     0.095      0.514           head (see below)
+overfit, 150 ep.  holdout     0.095      0.514           0.095 (head)
 ================  ==========  =========  ==============  ===============
 
 At these sizes the held-out slice is 40 rows or fewer, too few for the MetaVoter, and its
 fitted result varies a lot with the seed (0.05-0.19 on the same 298 rows); the check keeps
 ``overall`` at the best head's level in every case. The last row is the failure the check
-exists for: 2 held-out rows, a MetaVoter 5x worse than the heads; it now answers with the best
-head instead.
+exists for: 3 held-out rows, too few to cross-validate, and a MetaVoter 5x worse than the
+heads; the model answers with the best head on those rows instead.
 
 Whatever the setting, :func:`choose_overall` then compares the MetaVoter's cross-validated L1 on
 its fitting rows with each head's L1 on the same rows; if a head alone does better, that head
