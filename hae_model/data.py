@@ -362,15 +362,24 @@ class TrainingStream(IterableDataset):
         n, k_all = self.n_rows, self.micro_batches
         return [(k + 1) * n // k_all - k * n // k_all for k in range(k_all)]
 
-    def plan(self, n_workers: int) -> dict[tuple[int, int], list[tuple[int, list[int]]]]:
-        """The same for every epoch: per consumer ``(rank, worker)``, its micro-batches in the
-        order it makes them, each as ``(global index k, part index of each row)``. Consumers
-        are laid out one after another (rank-major), so each reads contiguous slices."""
+    def plan(
+        self, n_workers: int, epoch: int = 0
+    ) -> dict[tuple[int, int], list[tuple[int, list[int]]]]:
+        """Per consumer ``(rank, worker)``, its micro-batches of ``epoch`` in the order it makes
+        them, each as ``(global index k, part index of each row)``.
+
+        A rank's micro-batches are numbered on across epochs and the DataLoader takes them from
+        its workers in turn, so the rank's ``g``-th is made by worker ``g % n_workers``; when an
+        epoch's count does not divide by the workers, who makes what shifts from one epoch to
+        the next. Consumers are laid out one after another (rank-major) over the epoch's row
+        order, so each reads contiguous slices of it.
+        """
         sizes = self.micro_batch_sizes()
+        per_rank = self.micro_batches // self.world_size
         mine: dict[tuple[int, int], list[int]] = {}
         for k in range(self.micro_batches):
             rank, j = k % self.world_size, k // self.world_size
-            mine.setdefault((rank, j % n_workers), []).append(k)
+            mine.setdefault((rank, (epoch * per_rank + j) % n_workers), []).append(k)
         counts = [
             sum(len(r) for g, r in zip(self.groups, self.rows, strict=True) if g.part == part)
             for part in self.parts
@@ -380,6 +389,19 @@ class TrainingStream(IterableDataset):
             consumer: [(k, [next(dealt) for _ in range(sizes[k])]) for k in ks]
             for consumer, ks in sorted(mine.items())
         }
+
+    def _slices(
+        self, plan: dict[tuple[int, int], list[tuple[int, list[int]]]], consumer: tuple[int, int]
+    ) -> tuple[list[int], list[int]]:
+        """Start and length of ``consumer``'s slice of each part's row order: it comes after
+        the slices of the consumers laid out before it."""
+        start, take = [0] * len(self.parts), [0] * len(self.parts)
+        for other, batches in plan.items():
+            if other <= consumer:
+                for _, parts in batches:
+                    for p in parts:
+                        (start if other < consumer else take)[p] += 1
+        return start, take
 
     def _part_order(self, epoch: int, part: str) -> list[tuple[int, int]]:
         """``(group, row)`` of every training row of ``part``, row groups shuffled per epoch."""
@@ -393,28 +415,18 @@ class TrainingStream(IterableDataset):
         # A DataLoader asks worker 0 first, also after a resume: the worker that made batch
         # ``skip_batches`` in the first run is the one to play worker 0's part now.
         worker = (loader_worker + self.skip_batches) % n_workers
-        plan = self.plan(n_workers)
         consumer = (self.rank, worker)
-        batches = plan.get(consumer, [])
-        # Where this consumer's slice of each part starts: after the consumers before it.
-        start = [0] * len(self.parts)
-        for other, other_batches in plan.items():
-            if other < consumer:
-                for _, parts in other_batches:
-                    for p in parts:
-                        start[p] += 1
-        take = [0] * len(self.parts)
-        for _, parts in batches:
-            for p in parts:
-                take[p] += 1
-        # Micro-batches this worker made before a resume: rank-local batch j is worker j % W's.
+        # Micro-batches this worker made before a resume: the rank's g-th is worker g % W's.
         to_skip = max(0, -(-(self.skip_batches - worker) // n_workers))
         epoch = 0
         while True:
-            if to_skip >= len(batches) and batches:
-                to_skip -= len(batches)  # a whole epoch made before: nothing to read
+            plan = self.plan(n_workers, epoch)
+            batches = plan.get(consumer, [])
+            if to_skip >= len(batches):
+                to_skip -= len(batches)  # all made before the resume (or none): nothing to read
                 epoch += 1
                 continue
+            start, take = self._slices(plan, consumer)
             rng = random.Random(f"{self.seed}:rows:{epoch}:{self.rank}:{worker}")
             streams = [
                 self._shuffled(self._part_order(epoch, part)[start[p] : start[p] + take[p]], rng)

@@ -457,6 +457,9 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
                 ("batch_size", cfg.batch_size),
                 ("grad_accum", cfg.grad_accum),
                 ("seed", cfg.seed),
+                # The rows of stage 1 depend on these; another set of rows, another stream.
+                ("metavoter_data", cfg.metavoter_data),
+                ("metavoter_holdout", cfg.metavoter_holdout),
             )
         )
         if same_stream:
@@ -597,6 +600,8 @@ def _stage1(
                 "batch_size": cfg.batch_size,
                 "grad_accum": cfg.grad_accum,
                 "seed": cfg.seed,
+                "metavoter_data": cfg.metavoter_data,
+                "metavoter_holdout": cfg.metavoter_holdout,
             }
             rng_states = [_rng_state()]
             if d.world > 1:
