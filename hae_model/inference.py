@@ -182,8 +182,9 @@ def score_batches(
 
     Each result has the targets of the row exactly as exported (``score``, ``level``,
     ``dimension_scores``, ``dimension_levels``: ``None`` when unknown), the head scores
-    (``lm``, ``regression``, ``expert``, ``metavoter``), ``dimensions`` (12 Expert scores)
-    and, with ``text``, the generated ``answer`` / ``fine_grained_answer`` and what parsing
+    (``lm``, ``regression``, ``expert``, ``metavoter``), ``overall`` (the one of them the
+    model answers with, ``HAEConfig.overall_from``), ``dimensions`` (12 Expert scores) and,
+    with ``text``, the generated ``answer`` / ``fine_grained_answer`` and what parsing
     them gave.
     """
     budget = max_answer_tokens(encoder) if text else (0, 0)
