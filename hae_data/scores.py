@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_schema import load_standard
-from hae_data.levels import score_to_level
+from hae_data.levels import SCORE_DECIMALS, score_to_level
 from hae_data.records import RATING_STAGE, Record, Rejection
 
 __all__ = [
@@ -128,6 +128,8 @@ def aggregate_mos(
 ) -> MosResult:
     """Mean, sample std and rater count per image and column, from one row per (image, rater).
 
+    Means are rounded to :data:`hae_data.levels.SCORE_DECIMALS` decimals (no float noise).
+
     A rating row is dropped, with a reason, when a value is missing or not a number
     (``non_numeric_rating``), outside ``scale`` (``rating_out_of_range``), when the image or
     rater id is empty (``malformed_rating_row``), or when the same rater rated the same image
@@ -186,7 +188,9 @@ def aggregate_mos(
     df = df[~dup]
 
     grouped = df.groupby(df[image_col].astype(str), sort=True)
-    means = grouped[list(columns)].mean()
+    # Rounded so a mean that is exact in decimal is stored exactly (0.6, not 0.6000000000000001):
+    # free, since ratings carry a few decimals at most, and the stored score then bins as shown.
+    means = grouped[list(columns)].mean().round(SCORE_DECIMALS)
     stds = grouped[list(columns)].std(ddof=1).add_suffix("_std")
     counts = grouped.size().rename("rater_count")
     table = pd.concat([means, stds, counts], axis=1)

@@ -14,9 +14,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONFIG_NAME", "DEFAULT_LORA_TARGETS", "HAEConfig"]
+__all__ = ["CONFIG_NAME", "DEFAULT_LORA_TARGETS", "OVERALL_SOURCES", "VOTER_INPUTS", "HAEConfig"]
 
 CONFIG_NAME = "config.json"
+
+#: The MetaVoter's inputs, in order: ``(S_LM', S_reg, S_exp)`` (SPEC 3.2).
+VOTER_INPUTS = ("lm", "regression", "expert")
+#: What can give a model's ``overall`` score: the MetaVoter, or one head alone when stage 2
+#: found the MetaVoter worse than that head on data the heads did not train on.
+OVERALL_SOURCES = ("metavoter", *VOTER_INPUTS)
 
 #: LoRA goes on the language model's attention and MLP projections and on the connector (the
 #: vision-to-text projector), never on the vision tower (SPEC 3.3). A regex that peft matches
@@ -47,6 +53,9 @@ class HAEConfig:
         exp_weight: mu of SPEC 3.1, the weight of the Expert loss on 12-dimension samples.
         expert_ffn_hidden: hidden width of each FFN of the Expert head (16).
         metavoter_hidden: hidden width of the MetaVoter (16).
+        overall_from: what gives the ``overall`` score (one of :data:`OVERALL_SOURCES`): the
+            MetaVoter, unless stage 2 measured it worse than the best head
+            (``hae_model.metavoter``).
         standard_version: version of ``annotation_schema/standard.yaml`` the heads were built on.
         format_version: version of this checkpoint layout.
     """
@@ -65,6 +74,7 @@ class HAEConfig:
     exp_weight: float = 1.0
     expert_ffn_hidden: int = 16
     metavoter_hidden: int = 16
+    overall_from: str = "metavoter"
     standard_version: int = 1
     format_version: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +88,11 @@ class HAEConfig:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.reg_weight < 0 or self.exp_weight < 0:
             raise ValueError("reg_weight and exp_weight must be >= 0")
+        if self.overall_from not in OVERALL_SOURCES:
+            raise ValueError(
+                f"overall_from must be one of {', '.join(OVERALL_SOURCES)}, "
+                f"got {self.overall_from!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""

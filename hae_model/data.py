@@ -37,19 +37,24 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from annotation_schema import Standard, load_standard
 from hae_data.images import ImageDecodeError, decode_image
-from hae_data.qa import pick_question
 from hae_data.records import PARTS, level_words
 
 __all__ = [
     "COLUMNS",
+    "INFERENCE_QUESTIONS",
     "SPLITS",
+    "TARGETS",
     "LevelTokenError",
     "RowGroupRef",
     "SampleEncoder",
     "ShardStream",
+    "TrainingStream",
     "check_level_tokens",
     "collate_inference",
     "collate_train",
+    "count_rows",
+    "deal_parts",
+    "kept_rows",
     "list_row_groups",
 ]
 
@@ -68,8 +73,13 @@ COLUMNS = (
     "question",
     "answer",
     "dimension_scores",
+    "dimension_levels",
     "quick",
 )
+#: What evaluation compares against, per image, exactly as exported (SPEC 2.5).
+TARGETS = ("score", "level", "dimension_scores", "dimension_levels")
+#: ``--questions``: which question paraphrases inference asks (SPEC 2.6).
+INFERENCE_QUESTIONS = ("canonical", "all")
 IGNORE_INDEX = -100
 
 # Special tokens of InternVL checkpoints; a tokenizer may name its own (``start_image_token``...).
@@ -173,23 +183,16 @@ def count_rows(groups: Sequence[RowGroupRef], quick_only: bool = False) -> int:
 
 
 class ShardStream(IterableDataset):
-    """Rows of exported shards, encoded, one row group at a time.
+    """Rows of exported shards in shard order, encoded, one row group at a time: one pass.
 
     Consumers are (rank, DataLoader worker) pairs. With at least as many row groups as
     consumers, each consumer reads its own row groups; with fewer (small exports), every
     consumer reads every group and keeps every ``n_consumers``-th row. Either way each row goes
-    to exactly one consumer per epoch.
-
-    Training streams are ``shuffle=True, infinite=True``: each epoch permutes the row groups
-    (the same permutation on every rank, from ``seed`` and the epoch) and shuffles rows through
-    a buffer of ``shuffle_buffer`` rows. A run that stops after a fixed number of steps then
-    never waits on a rank that ran out of data. ``skip_batches`` resumes a stream: a DataLoader
-    hands out batches from its workers in turn, so worker ``w`` skips the rows of the batches
-    it made before, without decoding them (exact unless bad rows were dropped among them: each
-    one shifts the resumed stream by a row).
+    to exactly one consumer. Training uses :class:`TrainingStream` instead.
 
     ``encode(row)`` returns a sample dict, or a dict with an ``error`` key for a bad row; bad
-    rows are logged and dropped unless ``keep_errors`` (evaluation reports them).
+    rows are logged and dropped unless ``keep_errors`` (evaluation reports them). Only rows
+    for which ``row_filter(row)`` is true are read on (all rows without one).
     """
 
     def __init__(
@@ -197,92 +200,275 @@ class ShardStream(IterableDataset):
         groups: Sequence[RowGroupRef],
         encode: Callable[[dict[str, Any]], dict[str, Any]],
         *,
-        shuffle: bool = False,
-        infinite: bool = False,
-        seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        shuffle_buffer: int = 256,
         quick_only: bool = False,
         keep_errors: bool = False,
-        batch_size: int = 1,
-        skip_batches: int = 0,
+        row_filter: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         super().__init__()
         if not groups:
             raise ValueError("ShardStream needs at least one row group")
         self.groups = list(groups)
         self.encode = encode
-        self.shuffle, self.infinite, self.seed = shuffle, infinite, seed
         self.rank, self.world_size = rank, world_size
-        self.shuffle_buffer = max(1, shuffle_buffer)
         self.quick_only, self.keep_errors = quick_only, keep_errors
-        self.batch_size, self.skip_batches = batch_size, skip_batches
+        self.row_filter = row_filter
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         n_workers, worker = (info.num_workers, info.id) if info else (1, 0)
         consumer = self.rank * n_workers + worker
         n_consumers = self.world_size * n_workers
-        # Batches this worker made before a resume: batch b came from worker b % n_workers.
-        made = max(0, -(-(self.skip_batches - worker) // n_workers))
-        to_skip = made * self.batch_size
-        epoch = 0
-        while True:
-            for row in self._epoch_rows(epoch, consumer, n_consumers):
-                if to_skip:
-                    to_skip -= 1
+        for row in self._rows(consumer, n_consumers):
+            sample = self.encode(row)
+            if "error" in sample:
+                _log_bad_row(sample)
+                if not self.keep_errors:
                     continue
-                sample = self.encode(row)
-                if "error" in sample:
-                    log.warning(
-                        "skipping row %s (%s): %s",
-                        sample.get("image_id"),
-                        sample.get("source"),
-                        sample["error"],
-                    )
-                    if not self.keep_errors:
-                        continue
-                yield sample
-            epoch += 1
-            if not self.infinite:
-                return
+            yield sample
 
-    def _epoch_rows(self, epoch: int, consumer: int, n_consumers: int) -> Iterator[dict[str, Any]]:
+    def _rows(self, consumer: int, n_consumers: int) -> Iterator[dict[str, Any]]:
         order = list(range(len(self.groups)))
-        if self.shuffle:
-            random.Random(f"{self.seed}:groups:{epoch}").shuffle(order)
         if len(order) >= n_consumers:
             mine, stride = order[consumer::n_consumers], 1
         else:
             mine, stride = order, n_consumers
-        rng = random.Random(f"{self.seed}:rows:{epoch}:{consumer}")
-        buffer: list[dict[str, Any]] = []
         position = 0
-        files: dict[str, pq.ParquetFile] = {}
+        reader = _GroupReader()
         for gi in mine:
-            group = self.groups[gi]
-            pf = files.get(group.path)
-            if pf is None:
-                pf = files[group.path] = pq.ParquetFile(group.path)
-            # level_words: the export stores levels as ClassLabel indices.
-            rows = [
-                level_words(r)
-                for r in pf.read_row_group(group.index, columns=list(COLUMNS)).to_pylist()
-            ]
-            for row in rows:
+            for row in reader.read(self.groups[gi]):
                 keep = stride == 1 or position % stride == consumer
                 position += 1
                 if not keep or (self.quick_only and not row.get("quick")):
                     continue
-                if not self.shuffle:
-                    yield row
+                if self.row_filter is not None and not self.row_filter(row):
                     continue
-                buffer.append(row)
+                yield row
+
+
+def _log_bad_row(sample: dict[str, Any]) -> None:
+    log.warning(
+        "skipping row %s (%s): %s", sample.get("image_id"), sample.get("source"), sample["error"]
+    )
+
+
+class _GroupReader:
+    """Reads row groups as lists of row dicts (the model's columns), one open file per shard."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, pq.ParquetFile] = {}
+
+    def read(self, group: RowGroupRef, columns: Sequence[str] = COLUMNS) -> list[dict[str, Any]]:
+        pf = self.files.get(group.path)
+        if pf is None:
+            pf = self.files[group.path] = pq.ParquetFile(group.path)
+        # level_words: the export stores levels as ClassLabel indices.
+        rows = pf.read_row_group(group.index, columns=list(columns)).to_pylist()
+        return [level_words(r) for r in rows]
+
+
+def kept_rows(
+    groups: Sequence[RowGroupRef], keep: Callable[[str], bool] | None = None
+) -> list[list[int]]:
+    """Per row group, the indices of its rows whose image id ``keep`` accepts (all without
+    ``keep``). Reads only the ``image_id`` column."""
+    if keep is None:
+        return [list(range(g.num_rows)) for g in groups]
+    reader = _GroupReader()
+    return [
+        [i for i, row in enumerate(reader.read(g, ["image_id"])) if keep(row["image_id"])]
+        for g in groups
+    ]
+
+
+def deal_parts(counts: Sequence[int]) -> list[int]:
+    """The part (index into ``counts``) of each of ``sum(counts)`` positions, dealt so that
+    every prefix holds each part in proportion, within one row: 3 and 1 -> 0, 0, 1, 0."""
+    total = sum(counts)
+    taken = [0] * len(counts)
+    out = []
+    for t in range(1, total + 1):
+        # The part furthest behind its share t * n_p / total (ties: the earlier part).
+        p = max(range(len(counts)), key=lambda i: (t * counts[i] - total * taken[i], -i))
+        taken[p] += 1
+        out.append(p)
+    return out
+
+
+class TrainingStream(IterableDataset):
+    """Training micro-batches (lists of encoded samples): every training row exactly once per
+    epoch over all ranks and DataLoader workers, each micro-batch holding the parts (overall,
+    12-dimension) in proportion (SPEC 3.3). Use with ``DataLoader(batch_size=None)``.
+
+    An epoch is ``steps_per_epoch = ceil(N / (batch_size * grad_accum * world_size))``
+    optimiser steps, that is ``K = steps_per_epoch * grad_accum * world_size`` micro-batches;
+    the N rows (``rows[g]`` lists the rows of group ``g`` that train) are dealt over them as
+    evenly as possible, so micro-batches hold ``floor(N/K)`` or ``ceil(N/K) <= batch_size``
+    rows and no row is repeated or skipped to fill a step. Micro-batch ``k`` is the ``j``-th
+    of rank ``k % world_size`` (``j = k // world_size``), and a DataLoader hands out batches
+    from its workers in turn, so worker ``j % num_workers`` makes it: the stream yields whole
+    micro-batches for that reason. A micro-batch can be empty (an empty list) only when N is
+    below K; the training loop must still take part in that step.
+
+    Rows and I/O: each epoch shuffles the order of each part's row groups (the same on every
+    rank, from ``seed`` and the epoch); each (rank, worker) reads a contiguous slice of that
+    order, so it reads few row groups, and shuffles its rows through a buffer of
+    ``shuffle_buffer`` rows per part. Within one micro-batch, the parts are in the proportion
+    of the whole split to within one row (:func:`deal_parts`).
+
+    ``skip_batches`` resumes: the rank's first ``skip_batches`` micro-batches are left out
+    without decoding their images, and the next ones come in the same order as in the run
+    that was interrupted. Bad rows are logged and left out of their micro-batch.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[RowGroupRef],
+        encode: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        batch_size: int,
+        grad_accum: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle_buffer: int = 256,
+        skip_batches: int = 0,
+        rows: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        super().__init__()
+        if not groups:
+            raise ValueError("TrainingStream needs at least one row group")
+        if min(batch_size, grad_accum, world_size) < 1 or not 0 <= rank < world_size:
+            raise ValueError("batch_size, grad_accum and world_size must be >= 1, rank < world")
+        self.groups = list(groups)
+        self.rows = [list(r) for r in rows] if rows is not None else kept_rows(self.groups)
+        if len(self.rows) != len(self.groups):
+            raise ValueError("rows must list the kept rows of every group")
+        self.n_rows = sum(len(r) for r in self.rows)
+        if self.n_rows == 0:
+            raise ValueError("no training rows")
+        self.encode = encode
+        self.batch_size, self.grad_accum = batch_size, grad_accum
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.shuffle_buffer = max(1, shuffle_buffer)
+        self.skip_batches = skip_batches
+        self.parts = sorted({g.part for g in self.groups}, key=PARTS.index)
+        global_batch = batch_size * grad_accum * world_size
+        self.steps_per_epoch = math.ceil(self.n_rows / global_batch)
+        #: micro-batches per epoch over all ranks
+        self.micro_batches = self.steps_per_epoch * grad_accum * world_size
+
+    def micro_batch_sizes(self) -> list[int]:
+        """Rows of each of the epoch's ``K`` micro-batches, by global index ``k``."""
+        n, k_all = self.n_rows, self.micro_batches
+        return [(k + 1) * n // k_all - k * n // k_all for k in range(k_all)]
+
+    def plan(
+        self, n_workers: int, epoch: int = 0
+    ) -> dict[tuple[int, int], list[tuple[int, list[int]]]]:
+        """Per consumer ``(rank, worker)``, its micro-batches of ``epoch`` in the order it makes
+        them, each as ``(global index k, part index of each row)``.
+
+        A rank's micro-batches are numbered on across epochs and the DataLoader takes them from
+        its workers in turn, so the rank's ``g``-th is made by worker ``g % n_workers``; when an
+        epoch's count does not divide by the workers, who makes what shifts from one epoch to
+        the next. Consumers are laid out one after another (rank-major) over the epoch's row
+        order, so each reads contiguous slices of it.
+        """
+        sizes = self.micro_batch_sizes()
+        per_rank = self.micro_batches // self.world_size
+        mine: dict[tuple[int, int], list[int]] = {}
+        for k in range(self.micro_batches):
+            rank, j = k % self.world_size, k // self.world_size
+            mine.setdefault((rank, (epoch * per_rank + j) % n_workers), []).append(k)
+        counts = [
+            sum(len(r) for g, r in zip(self.groups, self.rows, strict=True) if g.part == part)
+            for part in self.parts
+        ]
+        dealt = iter(deal_parts(counts))
+        return {
+            consumer: [(k, [next(dealt) for _ in range(sizes[k])]) for k in ks]
+            for consumer, ks in sorted(mine.items())
+        }
+
+    def _slices(
+        self, plan: dict[tuple[int, int], list[tuple[int, list[int]]]], consumer: tuple[int, int]
+    ) -> tuple[list[int], list[int]]:
+        """Start and length of ``consumer``'s slice of each part's row order: it comes after
+        the slices of the consumers laid out before it."""
+        start, take = [0] * len(self.parts), [0] * len(self.parts)
+        for other, batches in plan.items():
+            if other <= consumer:
+                for _, parts in batches:
+                    for p in parts:
+                        (start if other < consumer else take)[p] += 1
+        return start, take
+
+    def _part_order(self, epoch: int, part: str) -> list[tuple[int, int]]:
+        """``(group, row)`` of every training row of ``part``, row groups shuffled per epoch."""
+        order = [gi for gi, g in enumerate(self.groups) if g.part == part]
+        random.Random(f"{self.seed}:groups:{epoch}:{part}").shuffle(order)
+        return [(gi, r) for gi in order for r in self.rows[gi]]
+
+    def __iter__(self) -> Iterator[list[dict[str, Any]]]:
+        info = get_worker_info()
+        n_workers, loader_worker = (info.num_workers, info.id) if info else (1, 0)
+        # A DataLoader asks worker 0 first, also after a resume: the worker that made batch
+        # ``skip_batches`` in the first run is the one to play worker 0's part now.
+        worker = (loader_worker + self.skip_batches) % n_workers
+        consumer = (self.rank, worker)
+        # Micro-batches this worker made before a resume: the rank's g-th is worker g % W's.
+        to_skip = max(0, -(-(self.skip_batches - worker) // n_workers))
+        epoch = 0
+        while True:
+            plan = self.plan(n_workers, epoch)
+            batches = plan.get(consumer, [])
+            if to_skip >= len(batches):
+                to_skip -= len(batches)  # all made before the resume (or none): nothing to read
+                epoch += 1
+                continue
+            start, take = self._slices(plan, consumer)
+            rng = random.Random(f"{self.seed}:rows:{epoch}:{self.rank}:{worker}")
+            streams = [
+                self._shuffled(self._part_order(epoch, part)[start[p] : start[p] + take[p]], rng)
+                for p, part in enumerate(self.parts)
+            ]
+            for _, parts in batches:
+                rows = [next(streams[p]) for p in parts]
+                if to_skip:
+                    to_skip -= 1
+                    continue
+                samples = []
+                for row in rows:
+                    sample = self.encode(row)
+                    if "error" in sample:
+                        _log_bad_row(sample)
+                        continue
+                    samples.append(sample)
+                yield samples
+            epoch += 1
+
+    def _shuffled(
+        self, refs: list[tuple[int, int]], rng: random.Random
+    ) -> Iterator[dict[str, Any]]:
+        """The rows at ``refs`` (read a row group at a time), through a shuffle buffer."""
+        reader = _GroupReader()
+        buffer: list[dict[str, Any]] = []
+        i = 0
+        while i < len(refs):
+            gi = refs[i][0]
+            j = i
+            while j < len(refs) and refs[j][0] == gi:
+                j += 1
+            table = reader.read(self.groups[gi])
+            for _, r in refs[i:j]:
+                buffer.append(table[r])
                 if len(buffer) >= self.shuffle_buffer:
-                    j = rng.randrange(len(buffer))
-                    buffer[j], buffer[-1] = buffer[-1], buffer[j]
+                    k = rng.randrange(len(buffer))
+                    buffer[k], buffer[-1] = buffer[-1], buffer[k]
                     yield buffer.pop()
+            i = j
         rng.shuffle(buffer)
         yield from buffer
 
@@ -449,13 +635,34 @@ class SampleEncoder:
             "dimension_scores": torch.tensor(dims, dtype=torch.float32),
         }
 
-    def encode_inference(self, row: dict[str, Any]) -> dict[str, Any]:
-        """The two scoring prompts of one image (SPEC 3.2), with the row's targets if any.
+    def inference_questions(self, questions: str = "canonical") -> tuple[list[str], list[str]]:
+        """The overall and the 12-dimension questions asked at inference (SPEC 2.6).
 
-        ``overall_ids`` = overall prompt + answer prefix: its last prompt token feeds the
-        regression head and its last token gives the level-word logits; ``fine_ids`` = the
-        12-dimension prompt, whose last token feeds the Expert head. ``row`` is an exported
-        row, or ``{"image": PIL image, "image_id": ...}`` for a file being scored.
+        ``canonical``: the first paraphrase of each, the same for every image, so an image's
+        score never depends on its bytes (the training rows pick a paraphrase by a hash of the
+        image id, which changes when a photo is re-encoded). ``all``: every paraphrase, whose
+        scores :meth:`HumanAesExpert.predict` averages.
+        """
+        std = self.standard
+        if questions == "canonical":
+            return [std.overall_questions[0]], [std.fine_grained_questions[0]]
+        if questions == "all":
+            return list(std.overall_questions), list(std.fine_grained_questions)
+        raise ValueError(
+            f"questions must be one of {', '.join(INFERENCE_QUESTIONS)}, got {questions!r}"
+        )
+
+    def encode_inference(self, row: dict[str, Any], questions: str = "canonical") -> dict[str, Any]:
+        """The scoring prompts of one image (SPEC 3.2), with the row's targets if any.
+
+        For each question of :meth:`inference_questions` (index q): ``overall_ids[q]`` = overall
+        prompt + answer prefix (its last prompt token feeds the regression head, its last token
+        gives the level-word logits) and ``fine_prompts[q]`` = a 12-dimension prompt (its last
+        token feeds the Expert head); ``overall_prompt`` / ``fine_prompt`` are the first ones,
+        for text generation. ``row`` is an exported row, or ``{"image": PIL image,
+        "image_id": ...}`` for a file being scored. The targets (``score``, ``level``,
+        ``dimension_scores``, ``dimension_levels``) are the exported values as they are, never
+        recomputed or narrowed to float32 (SPEC 2.5); ``None`` when the row has none.
         """
         meta = {
             "image_id": row.get("image_id"),
@@ -463,32 +670,36 @@ class SampleEncoder:
             "part": row.get("part"),
         }
         try:
+            overall_qs, fine_qs = self.inference_questions(questions)
             image = row["image"]
             if isinstance(image, dict):
                 image = self._decode(row)
             pixels = self.tiles(image)
             n_dims = len(self.standard.dimensions)
             score = row.get("score")
-            score = math.nan if score is None else _unit(score, "score")
+            score = None if score is None else _unit(score, "score")
             dims = row.get("dimension_scores")
-            dims = [math.nan] * n_dims if dims is None else [_unit(v, "dimension") for v in dims]
-            if len(dims) != n_dims:
-                raise ValueError(f"expected {n_dims} dimension scores, got {len(dims)}")
+            if dims is not None:
+                dims = [_unit(v, "dimension") for v in dims]
+                if len(dims) != n_dims:
+                    raise ValueError(f"expected {n_dims} dimension scores, got {len(dims)}")
         except (ImageDecodeError, ValueError, TypeError, KeyError) as exc:
             return {**meta, "error": f"{type(exc).__name__}: {exc}"}
-        key = meta["image_id"] or ""
         n = pixels.shape[0]
-        overall_prompt = self.prompt_ids(pick_question(key, "overall"), n)
-        fine_prompt = self.prompt_ids(pick_question(key, "fine_grained"), n)
+        overall_prompts = [self.prompt_ids(q, n) for q in overall_qs]
+        fine_prompts = [self.prompt_ids(q, n) for q in fine_qs]
         return {
             **meta,
             "pixel_values": pixels,
-            "overall_prompt": overall_prompt,
-            "fine_prompt": fine_prompt,
-            "overall_ids": overall_prompt + self.prefix_ids,
+            "overall_prompts": overall_prompts,
+            "fine_prompts": fine_prompts,
+            "overall_ids": [p + self.prefix_ids for p in overall_prompts],
+            "overall_prompt": overall_prompts[0],
+            "fine_prompt": fine_prompts[0],
             "score": score,
             "level": row.get("level"),
-            "dimension_scores": torch.tensor(dims, dtype=torch.float32),
+            "dimension_scores": dims,
+            "dimension_levels": row.get("dimension_levels"),
         }
 
 
@@ -556,9 +767,13 @@ def collate_train(
 def collate_inference(
     samples: Sequence[dict[str, Any]], pad_id: int, pad_to_multiple: int = 8
 ) -> dict[str, Any]:
-    """Scoring batch of B images: ``input_ids [2B, T]`` holds the B overall prompts (with the
-    answer prefix) and then the B 12-dimension prompts, right-padded; ``head_pos [2B]`` the
-    last prompt token of each; ``level_pos [B]`` the last token of each overall sequence.
+    """Scoring batch of B images asked Q questions each (Q = 1 for the canonical question).
+
+    ``input_ids [2QB, T]`` holds Q blocks of the B overall prompts (with the answer prefix),
+    one block per question, then Q blocks of the B 12-dimension prompts, right-padded;
+    ``head_pos [2QB]`` is the last prompt token of each sequence and ``level_pos [QB]`` the
+    last token of each overall sequence. ``targets`` keeps each row's exported values as they
+    are (see :meth:`SampleEncoder.encode_inference`).
 
     Bad samples go to ``errors``; ``size`` is the number of valid images (0 is possible).
     """
@@ -573,27 +788,32 @@ def collate_inference(
     }
     if not good:
         return batch
-    seqs = [s["overall_ids"] for s in good] + [s["fine_prompt"] for s in good]
+    n_questions = len(good[0]["overall_ids"])
+    if any(len(s["overall_ids"]) != n_questions for s in good):
+        raise ValueError("every image of a batch must be asked the same questions")
+    # Block q holds question q of every image, so image i's sequences sit at q * B + i.
+    overall = [s["overall_ids"][q] for q in range(n_questions) for s in good]
+    overall_prompt = [s["overall_prompts"][q] for q in range(n_questions) for s in good]
+    fine = [s["fine_prompts"][q] for q in range(n_questions) for s in good]
+    seqs = overall + fine
     length = _round_up(max(len(s) for s in seqs), pad_to_multiple)
     input_ids, attention_mask = _pad(seqs, pad_id, length)
-    overall_len = [len(s["overall_ids"]) for s in good]
     batch.update(
         {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "pixel_values": torch.cat([s["pixel_values"] for s in good]),
             "tiles": torch.tensor([s["pixel_values"].shape[0] for s in good], dtype=torch.long),
+            "questions": n_questions,
             "head_pos": torch.tensor(
-                [len(s["overall_prompt"]) - 1 for s in good]
-                + [len(s["fine_prompt"]) - 1 for s in good],
+                [len(p) - 1 for p in overall_prompt] + [len(p) - 1 for p in fine],
                 dtype=torch.long,
             ),
-            "level_pos": torch.tensor([n - 1 for n in overall_len], dtype=torch.long),
+            "level_pos": torch.tensor([len(s) - 1 for s in overall], dtype=torch.long),
             "overall_prompt": [s["overall_prompt"] for s in good],
             "fine_prompt": [s["fine_prompt"] for s in good],
-            "score": torch.tensor([s["score"] for s in good], dtype=torch.float32),
-            "dimension_scores": torch.stack([s["dimension_scores"] for s in good]),
-            "meta": {k: [s.get(k) for s in good] for k in ("image_id", "source", "part", "level")},
+            "meta": {k: [s.get(k) for s in good] for k in ("image_id", "source", "part")},
+            "targets": [{k: s[k] for k in TARGETS} for s in good],
         }
     )
     return batch

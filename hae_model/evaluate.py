@@ -63,15 +63,12 @@ def _clip(x: float) -> float:
     return min(1.0, max(0.0, x))
 
 
-def _true_level(item: ScoredImage) -> str:
-    level = item.get("level")
-    return level if level in load_standard().level_words else score_to_level(item["score"])
-
-
 def _group_report(items: Sequence[ScoredImage], text: bool) -> dict[str, Any]:
     std = load_standard()
     target = [it["score"] for it in items]
-    true_levels = [_true_level(it) for it in items]
+    # The exported levels, never re-binned here: a float32 copy of a boundary score (0.6 ->
+    # 0.6000000238) would land one level up (SPEC 2.5).
+    true_levels = [it["level"] for it in items]
     heads = {}
     for head in HEADS:
         pred = [it[head] for it in items]
@@ -104,9 +101,9 @@ def _group_report(items: Sequence[ScoredImage], text: bool) -> dict[str, Any]:
             per_dim: dict[str, Any] = {}
             for i, name in enumerate(std.names):
                 pairs = [
-                    (it["fine_grained_levels"][name], score_to_level(it["dimension_scores"][i]))
+                    (it["fine_grained_levels"][name], it["dimension_levels"][i])
                     for it in fine
-                    if name in it["fine_grained_levels"]
+                    if name in it["fine_grained_levels"] and it.get("dimension_levels")
                 ]
                 per_dim[name] = sum(p == t for p, t in pairs) / len(pairs) if pairs else None
             entry["fine_grained_answers"] = len(fine)
@@ -119,7 +116,22 @@ def _group_report(items: Sequence[ScoredImage], text: bool) -> dict[str, Any]:
 
 
 def build_report(items: Sequence[ScoredImage], *, text: bool) -> dict[str, Any]:
-    """Metrics in total and per source for scored images (errors are reported separately)."""
+    """Metrics in total and per source for scored images (errors are reported separately).
+
+    Ground truth is the row's exported ``score``, ``level`` and ``dimension_levels``; an item
+    without a valid exported level cannot be compared and is listed under ``skipped``.
+    """
+    words = load_standard().level_words
+    items = [
+        it
+        if "error" in it or it.get("level") in words
+        else {
+            "image_id": it.get("image_id"),
+            "source": it.get("source"),
+            "error": f"no exported level (got {it.get('level')!r})",
+        }
+        for it in items
+    ]
     good = [it for it in items if "error" not in it]
     by_source: dict[str, list[ScoredImage]] = defaultdict(list)
     for it in good:
@@ -146,6 +158,8 @@ def markdown_report(report: dict[str, Any], title: str) -> str:
     groups = [("total", report["total"]), *report["per_source"].items()]
     groups = [(name, g) for name, g in groups if g.get("n")]
     lines = [f"# {title}", "", f"Images: {report['images']}; skipped: {len(report['skipped'])}."]
+    if "overall_from" in report:
+        lines += ["", f"The model's overall score is the {HEADS[report['overall_from']]}'s."]
     lines += [
         "",
         "## Overall score",
@@ -241,10 +255,12 @@ def evaluate(
     max_tiles: int | None = None,
     base: str | None = None,
     precision: str = "auto",
+    questions: str = "canonical",
 ) -> dict[str, Any]:
     """Score ``split`` of the export at ``data_dir`` (``all``: every row) with the model at
     ``model_dir``; returns the report and, with ``output``, writes it as JSON and Markdown
-    (``.md`` beside it)."""
+    (``.md`` beside it). ``questions``: see
+    :meth:`hae_model.data.SampleEncoder.inference_questions`."""
     groups = row_groups(data_dir, split, parts)
     dev = resolve_device(device)
     model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)
@@ -254,6 +270,7 @@ def evaluate(
         batch_size=batch_size,
         num_workers=num_workers,
         quick_only=split == "quick",
+        questions=questions,
     )
     ctx = autocast(dev, autocast_dtype(precision, dev))
     items = list(score_batches(model, encoder, loader, device=dev, autocast=ctx, text=text))
@@ -262,6 +279,9 @@ def evaluate(
         "data": str(data_dir),
         "split": split,
         "parts": list(parts),
+        "questions": questions,
+        # Which score the model answers with as ``overall`` (its row in the tables below).
+        "overall_from": model.config.overall_from,
         "text": text,
         **build_report(items, text=text),
     }
@@ -331,13 +351,15 @@ def main(argv: list[str] | None = None) -> int:
         max_tiles=args.max_tiles,
         base=args.base,
         precision=args.precision,
+        questions=args.questions,
     )
     total = report["total"]
     if total.get("n"):
-        mv = total["heads"]["metavoter"]
+        mv = total["heads"][report["overall_from"]]
         log.info(
-            "total: %d images, MetaVoter PLCC %s SRCC %s MAE %s",
+            "total: %d images, overall (%s) PLCC %s SRCC %s MAE %s",
             total["n"],
+            HEADS[report["overall_from"]],
             _fmt(mv["plcc"]),
             _fmt(mv["srcc"]),
             _fmt(mv["mae"]),

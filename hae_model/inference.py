@@ -9,7 +9,7 @@ import argparse
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,7 +18,15 @@ from torch.utils.data import DataLoader
 
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
-from hae_model.data import RowGroupRef, SampleEncoder, ShardStream, collate_inference, seed_worker
+from hae_model.config import OVERALL_SOURCES
+from hae_model.data import (
+    INFERENCE_QUESTIONS,
+    RowGroupRef,
+    SampleEncoder,
+    ShardStream,
+    collate_inference,
+    seed_worker,
+)
 from hae_model.model import HumanAesExpert
 
 __all__ = [
@@ -60,6 +68,13 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
         "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU"
     )
     parser.add_argument("--no-text", action="store_true", help="skip generating text answers")
+    parser.add_argument(
+        "--questions",
+        choices=INFERENCE_QUESTIONS,
+        default="canonical",
+        help="canonical: ask the first paraphrase of each question; all: average the scores "
+        "over all five paraphrases (5x the language-model work)",
+    )
     parser.add_argument("--max-tiles", type=int, default=None, help="default: the model's")
     parser.add_argument("--base", default=None, help="backbone location if it moved")
 
@@ -92,14 +107,19 @@ def inference_loader(
     quick_only: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    questions: str = "canonical",
+    row_filter: Callable[[dict[str, Any]], bool] | None = None,
 ) -> DataLoader:
-    """One pass over ``groups`` in shard order, each row once over all ranks; bad rows are
-    kept as ``errors`` in the batches so callers can report them."""
+    """One pass over ``groups`` in shard order (only rows ``row_filter`` accepts, when given),
+    each row once over all ranks; bad rows are kept as ``errors`` in the batches so callers
+    can report them. ``questions``: see :meth:`SampleEncoder.inference_questions`."""
+    encoder.inference_questions(questions)  # a bad value fails here, not in a worker
     stream = ShardStream(
         groups,
-        encoder.encode_inference,
+        partial(encoder.encode_inference, questions=questions),
         quick_only=quick_only,
         keep_errors=True,
+        row_filter=row_filter,
         rank=rank,
         world_size=world_size,
     )
@@ -160,10 +180,12 @@ def score_batches(
     """Per-image results for every image of ``batches`` (from :func:`inference_loader` or
     ``collate_inference``), in batch order; bad rows come out as ``{"error": ...}``.
 
-    Each result has the targets of the row (``score``, ``level``, ``dimension_scores``: NaN
-    or ``None`` when unknown), the head scores (``lm``, ``regression``, ``expert``,
-    ``metavoter``), ``dimensions`` (12 Expert scores) and, with ``text``, the generated
-    ``answer`` / ``fine_grained_answer`` and what parsing them gave.
+    Each result has the targets of the row exactly as exported (``score``, ``level``,
+    ``dimension_scores``, ``dimension_levels``: ``None`` when unknown), the head scores
+    (``lm``, ``regression``, ``expert``, ``metavoter``), ``overall`` (the one of them the
+    model answers with, ``HAEConfig.overall_from``), ``dimensions`` (12 Expert scores) and,
+    with ``text``, the generated ``answer`` / ``fine_grained_answer`` and what parsing
+    them gave.
     """
     budget = max_answer_tokens(encoder) if text else (0, 0)
     done, start, last = 0, time.perf_counter(), time.perf_counter()
@@ -187,18 +209,16 @@ def score_batches(
                 fine_answers = gen(batch["fine_prompt"], max_new_tokens=budget[1])
         meta = batch["meta"]
         for i in range(batch["size"]):
-            dims = batch["dimension_scores"][i]
             item: ScoredImage = {
                 "image_id": meta["image_id"][i],
                 "source": meta["source"][i],
                 "part": meta["part"][i],
-                "score": float(batch["score"][i]),
-                "level": meta["level"][i],
-                "dimension_scores": None if torch.isnan(dims).any() else dims.tolist(),
+                **batch["targets"][i],
                 "lm": float(pred.lm[i]),
                 "regression": float(pred.regression[i]),
                 "expert": float(pred.expert[i]),
                 "metavoter": float(pred.metavoter[i]),
+                "overall": float(pred.overall[i]),
                 "dimensions": pred.dimensions[i].tolist(),
             }
             if answers is not None and fine_answers is not None:
@@ -220,12 +240,10 @@ def score_batches(
 
 
 def levels_of(item: ScoredImage) -> dict[str, str]:
-    """Level words of every score of a result (heads and the 12 dimensions, by name)."""
+    """Level words of every score of a result (heads, MetaVoter, ``overall`` and the 12
+    dimensions, by name)."""
     std = load_standard()
-    out = {
-        head: score_to_level(_clip(item[head]))
-        for head in ("lm", "regression", "expert", "metavoter")
-    }
+    out = {head: score_to_level(_clip(item[head])) for head in (*OVERALL_SOURCES, "overall")}
     for name, value in zip(std.names, item["dimensions"], strict=True):
         out[name] = score_to_level(_clip(value))
     return out

@@ -82,7 +82,9 @@ class Prediction:
     """Scores of B images from :meth:`HumanAesExpert.predict`, float32 on the CPU.
 
     ``lm``, ``regression``, ``expert`` (the root node, ``S_exp``) and ``metavoter`` are ``[B]``;
-    ``dimensions [B, 12]`` are the Expert head's 12 nodes in vector order.
+    ``dimensions [B, 12]`` are the Expert head's 12 nodes in vector order; ``overall [B]`` is
+    the model's answer, the score named by ``HAEConfig.overall_from`` (the MetaVoter's unless
+    stage 2 chose a head).
     """
 
     lm: torch.Tensor
@@ -90,6 +92,7 @@ class Prediction:
     expert: torch.Tensor
     metavoter: torch.Tensor
     dimensions: torch.Tensor
+    overall: torch.Tensor
 
     def heads(self) -> torch.Tensor:
         """``[B, 3]`` MetaVoter inputs ``(S_LM', S_reg, S_exp)``."""
@@ -380,37 +383,47 @@ class HumanAesExpert(nn.Module):
     def predict(self, batch: dict[str, Any]) -> Prediction:
         """Head scores and the MetaVoter's score for a batch from ``collate_inference``.
 
-        The vision tower runs once per image; its features fill the image tokens of both
-        prompts. Call in eval mode (dropout off, BatchNorm on running statistics).
+        The vision tower runs once per image; its features fill the image tokens of all its
+        prompts. With several questions per image (``batch["questions"]`` = Q), each head's
+        score is the mean over the Q paraphrases, and the MetaVoter votes on those means. Call
+        in eval mode (dropout off, BatchNorm on running statistics).
         """
         device = self.level_token_ids.device
-        ids = batch["input_ids"].to(device)  # [2B, T]
+        ids = batch["input_ids"].to(device)  # [2QB, T]
         mask = batch["attention_mask"].to(device)
-        n = batch["level_pos"].shape[0]
+        q = batch.get("questions", 1)
+        n = batch["level_pos"].shape[0] // q  # B images
         trunk = self.base_model.model
         dtype = next(self.base_model.parameters()).dtype
         pixels = batch["pixel_values"].to(device, dtype)
         feats = trunk.get_image_features(pixel_values=pixels).pooler_output  # [tiles, n_tok, H]
-        feats = torch.cat([feats, feats]).reshape(-1, feats.shape[-1])  # both prompts
-        embeds = trunk.get_input_embeddings()(ids)  # [2B, T, H]
+        # Every block of B sequences (one per question and kind) holds the images in order.
+        feats = torch.cat([feats] * (2 * q)).reshape(-1, feats.shape[-1])
+        embeds = trunk.get_input_embeddings()(ids)  # [2QB, T, H]
         image_slots = (ids == self.base_model.config.image_token_id).unsqueeze(-1)
         embeds = embeds.masked_scatter(image_slots, feats.to(embeds.dtype))
         hidden = trunk(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
-        rows = torch.arange(2 * n, device=device)
-        at_head = hidden[rows, batch["head_pos"].to(device)]  # [2B, H]
-        reg, _ = self._heads(at_head[:n])
-        _, dims = self._heads(at_head[n:])  # [B, 12]
-        level_at = hidden[rows[:n], batch["level_pos"].to(device)]  # [B, H]
-        lm = level_score(self.level_logits(level_at))
+        rows = torch.arange(2 * q * n, device=device)
+        at_head = hidden[rows, batch["head_pos"].to(device)]  # [2QB, H]
+        reg, _ = self._heads(at_head[: q * n])  # [QB]
+        _, dims = self._heads(at_head[q * n :])  # [QB, 12]
+        level_at = hidden[rows[: q * n], batch["level_pos"].to(device)]  # [QB, H]
+        lm = level_score(self.level_logits(level_at))  # [QB]
+        # [QB] -> [Q, B] -> mean over the paraphrases -> [B]
+        reg = reg.reshape(q, n).mean(0)
+        lm = lm.reshape(q, n).mean(0)
+        dims = dims.reshape(q, n, -1).mean(0)  # [B, 12]
         expert = dims[:, self.root_index]
         with torch.autocast(device.type, enabled=False):
             voted = self.metavoter(torch.stack([lm, reg, expert], dim=-1).float())
+        scores = {"lm": lm, "regression": reg, "expert": expert, "metavoter": voted}
         return Prediction(
             lm=lm.cpu(),
             regression=reg.cpu(),
             expert=expert.cpu(),
             metavoter=voted.cpu(),
             dimensions=dims.cpu(),
+            overall=scores[self.config.overall_from].cpu(),
         )
 
     @torch.no_grad()

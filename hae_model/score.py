@@ -1,7 +1,9 @@
 """Scoring images: ``python -m hae_model.score --model DIR [--json] IMAGE...``.
 
-Per image: ``overall`` (the MetaVoter's score), the 12 dimension scores by name
-(``dimensions``), the level of every score (``levels``), the three head scores (``heads``) and
+Per image: ``overall`` (the MetaVoter's score, or one head's when training found the MetaVoter
+worse than that head), ``overall_from`` (which of the two: ``metavoter``, ``lm``, ``regression``
+or ``expert``), the 12 dimension scores by name (``dimensions``), the level of every score
+(``levels``), the three head scores and the MetaVoter's (``heads``) and
 the model's own text answers to the overall and the 12-dimension questions. With ``--json`` one
 JSON object per line; otherwise a short readable block per image. An image that cannot be read
 is reported (an ``error`` object) and the others are still scored; the exit status is then 1.
@@ -22,6 +24,7 @@ import torch
 
 from annotation_schema import load_standard
 from hae_data.images import ImageDecodeError, read_image
+from hae_model.config import OVERALL_SOURCES
 from hae_model.data import collate_inference
 from hae_model.inference import (
     add_inference_args,
@@ -48,11 +51,15 @@ def score_images(
     base: str | None = None,
     max_tiles: int | None = None,
     precision: str = "auto",
+    questions: str = "canonical",
 ) -> Iterator[dict[str, Any]]:
-    """One result dict per image path, in order (see the module docstring for the keys)."""
+    """One result dict per image path, in order (see the module docstring for the keys).
+
+    ``questions``: see :meth:`hae_model.data.SampleEncoder.inference_questions`."""
     std = load_standard()
     dev = resolve_device(device)
     model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)
+    encoder.inference_questions(questions)  # a bad value fails before any image is read
     for start in range(0, len(images), batch_size):
         chunk = [str(p) for p in images[start : start + batch_size]]
         samples = []
@@ -63,7 +70,7 @@ def score_images(
                 samples.append({"image_id": path, "error": f"{exc.reason}: {exc.detail}"})
                 continue
             row = {"image": decoded.image, "image_id": decoded.image_id, "source": path}
-            samples.append(encoder.encode_inference(row))
+            samples.append(encoder.encode_inference(row, questions))
         errors = {s["image_id"]: s["error"] for s in samples if "error" in s}
         batch = collate_inference(samples, encoder.pad_id)
         batch["errors"] = []  # reported below, in input order
@@ -77,11 +84,12 @@ def score_images(
             out: dict[str, Any] = {
                 "image": path,
                 "image_id": item["image_id"],
-                "overall": item["metavoter"],
+                "overall": item["overall"],
+                "overall_from": model.config.overall_from,
                 "dimensions": dict(zip(std.names, item["dimensions"], strict=True)),
-                "heads": {k: item[k] for k in ("lm", "regression", "expert")},
+                "heads": {k: item[k] for k in OVERALL_SOURCES},
                 "levels": {
-                    "overall": (lv := levels_of(item))["metavoter"],
+                    "overall": (lv := levels_of(item))["overall"],
                     **{name: lv[name] for name in std.names},
                 },
             }
@@ -96,7 +104,8 @@ def _readable(result: dict[str, Any]) -> str:
         return f"{result['image']}: ERROR {result['error']}\n"
     lines = [
         f"{result['image']}",
-        f"  overall: {result['overall']:.4f} ({result['levels']['overall']})",
+        f"  overall: {result['overall']:.4f} ({result['levels']['overall']}; from "
+        f"{result['overall_from']})",
         "  heads: " + ", ".join(f"{k} {v:.4f}" for k, v in result["heads"].items()),
     ]
     for name, value in result["dimensions"].items():
@@ -111,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(
         prog="python -m hae_model.score",
-        description="Score human images with a trained HumanAesExpert: the MetaVoter's overall "
-        "score, 12 dimension scores, levels and the model's text answers.",
+        description="Score human images with a trained HumanAesExpert: the overall score (the "
+        "MetaVoter's, or the head training chose over it), 12 dimension scores, levels and the "
+        "model's text answers.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="folder written by hae_model.train")
@@ -143,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             base=args.base,
             max_tiles=args.max_tiles,
             precision=args.precision,
+            questions=args.questions,
         ):
             failed += "error" in result
             sys.stdout.write(json.dumps(result) + "\n" if args.json else _readable(result))

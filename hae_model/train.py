@@ -11,9 +11,11 @@ MetaVoter (safetensors), ``config.json``, the tokenizer and image processor, and
 ``train_config.json`` / ``training_summary.json``.
 
 The same command runs data-parallel (DDP) under ``torchrun`` or ``accelerate launch``: the
-launcher's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` select NCCL on GPUs and gloo on CPUs. Each
-rank reads its own row groups; an epoch is ``ceil(train rows / (batch * accumulation * world))``
-optimiser steps over an endless shuffled stream, so no rank ever waits for one that ran dry.
+launcher's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` select NCCL on GPUs and gloo on CPUs. An epoch
+is ``ceil(train rows / (batch * accumulation * world))`` optimiser steps in which every training
+row is seen exactly once over all ranks and workers, in micro-batches that mix overall and
+12-dimension rows in proportion (``hae_model.data.TrainingStream``); every rank takes the same
+number of micro-batches, so none ever waits for one that ran dry.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from hae_data.records import PARTS
+from hae_model.config import VOTER_INPUTS
 from hae_model.data import (
-    ShardStream,
+    TrainingStream,
     collate_train,
-    count_rows,
+    kept_rows,
     list_row_groups,
     seed_worker,
 )
@@ -58,7 +61,13 @@ from hae_model.inference import (
     resolve_device,
     score_batches,
 )
-from hae_model.metavoter import train_metavoter
+from hae_model.metavoter import (
+    METAVOTER_DATA,
+    choose_overall,
+    holdout_row,
+    in_holdout,
+    train_metavoter,
+)
 from hae_model.model import HumanAesExpert
 
 __all__ = ["TrainConfig", "main", "train"]
@@ -66,6 +75,8 @@ __all__ = ["TrainConfig", "main", "train"]
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+#: The cached head scores the MetaVoter was fitted on, written beside the model.
+METAVOTER_SCORES = "metavoter_train_scores.parquet"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 # Tensors of a training batch that HumanAesExpert.forward takes.
 MODEL_INPUTS = (
@@ -117,6 +128,10 @@ class TrainConfig:
     precision: str = "auto"
     gradient_checkpointing: bool = False
     device: str = "auto"
+    #: ``holdout`` or ``train`` (the paper's): see ``hae_model.metavoter``.
+    metavoter_data: str = "holdout"
+    #: Share of the training split kept out of stage 1 for the MetaVoter (``holdout`` only).
+    metavoter_holdout: float = 0.1
     metavoter_epochs: int = 10
     metavoter_min_steps: int = 1000
     metavoter_batch: int = 64
@@ -139,6 +154,13 @@ class TrainConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.num_workers < 0 or self.keep_checkpoints < 1:
             raise ValueError("num_workers must be >= 0 and keep_checkpoints >= 1")
+        if self.metavoter_data not in METAVOTER_DATA:
+            raise ValueError(
+                f"metavoter_data must be one of {', '.join(METAVOTER_DATA)}, "
+                f"got {self.metavoter_data!r}"
+            )
+        if not 0 < self.metavoter_holdout < 1:
+            raise ValueError(f"metavoter_holdout must be in (0, 1), got {self.metavoter_holdout}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         bad = [p for p in self.parts if p not in PARTS]
@@ -353,7 +375,18 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
         )
     cfg = dataclasses.replace(cfg, grad_accum=resolve_grad_accum(cfg, d.world))
     groups = list_row_groups(cfg.data, "train", cfg.parts)
-    n_rows = count_rows(groups)
+    if cfg.metavoter_data == "holdout":
+        # The MetaVoter's slice stays out of stage 1, so its head scores are out-of-sample.
+        rows = kept_rows(groups, lambda image_id: not in_holdout(image_id, cfg.metavoter_holdout))
+    else:
+        rows = kept_rows(groups)
+    n_rows = sum(len(r) for r in rows)
+    n_held = sum(g.num_rows for g in groups) - n_rows
+    if cfg.metavoter_data == "holdout" and (n_rows == 0 or n_held < 2):
+        raise ValueError(
+            f"--metavoter-holdout {cfg.metavoter_holdout} leaves {n_rows} rows for stage 1 and "
+            f"{n_held} for the MetaVoter; both need rows (or use --metavoter-data train)"
+        )
     global_batch = cfg.batch_size * cfg.grad_accum * d.world
     steps_per_epoch = math.ceil(n_rows / global_batch)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
@@ -389,10 +422,12 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
             json.dumps(asdict(cfg), indent=2, sort_keys=True) + "\n"
         )
         log.info(
-            "%d training rows in %d row groups; %d steps (%d per epoch) of %d samples "
-            "(%d x %d accumulation x %d ranks); %s; %d trainable of %d parameters",
+            "%d training rows in %d row groups (%d more held out for the MetaVoter); %d steps "
+            "(%d per epoch) of %d samples (%d x %d accumulation x %d ranks); %s; %d trainable "
+            "of %d parameters",
             n_rows,
             len(groups),
+            n_held,
             total,
             steps_per_epoch,
             global_batch,
@@ -422,6 +457,9 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
                 ("batch_size", cfg.batch_size),
                 ("grad_accum", cfg.grad_accum),
                 ("seed", cfg.seed),
+                # The rows of stage 1 depend on these; another set of rows, another stream.
+                ("metavoter_data", cfg.metavoter_data),
+                ("metavoter_holdout", cfg.metavoter_holdout),
             )
         )
         if same_stream:
@@ -441,7 +479,9 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
         log.info("--resume: no checkpoint under %s, starting from scratch", output / CHECKPOINTS)
 
     if step < total:
-        _stage1(cfg, d, model, encoder, groups, opt, sched, step, total, skip_batches, amp, rng)
+        _stage1(
+            cfg, d, model, encoder, groups, rows, opt, sched, step, total, skip_batches, amp, rng
+        )
     _check_in_sync(model, d)
     _stage2(cfg, d, model, encoder, groups, amp)
     if d.main:
@@ -457,6 +497,7 @@ def _stage1(
     model: HumanAesExpert,
     encoder: Any,
     groups: list,
+    rows: list[list[int]],
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LRScheduler,
     step: int,
@@ -466,24 +507,24 @@ def _stage1(
     rng: dict[str, Any] | None,
 ) -> None:
     output = Path(cfg.output)
-    stream = ShardStream(
+    stream = TrainingStream(
         groups,
         encoder.encode_train,
-        shuffle=True,
-        infinite=True,
-        # A resumed run whose position cannot be restored gets a fresh shuffle, not a replay.
-        seed=cfg.seed if skip_batches or step == 0 else cfg.seed + step,
+        batch_size=cfg.batch_size,
+        grad_accum=cfg.grad_accum,
         rank=d.rank,
         world_size=d.world,
+        # A resumed run whose position cannot be restored gets a fresh shuffle, not a replay.
+        seed=cfg.seed if skip_batches or step == 0 else cfg.seed + step,
         shuffle_buffer=cfg.shuffle_buffer,
-        batch_size=cfg.batch_size,
         skip_batches=skip_batches,
+        rows=rows,
     )
     loader = DataLoader(
         stream,
-        batch_size=cfg.batch_size,
+        batch_size=None,  # the stream yields whole micro-batches
         num_workers=cfg.num_workers,
-        collate_fn=partial(collate_train, pad_id=encoder.pad_id),
+        collate_fn=partial(_collate_micro_batch, pad_id=encoder.pad_id),
         worker_init_fn=seed_worker if cfg.num_workers else None,
         pin_memory=d.device.type == "cuda",
         prefetch_factor=4 if cfg.num_workers else None,
@@ -508,23 +549,37 @@ def _stage1(
     window = torch.zeros(6, dtype=torch.float64, device=d.device)  # loss, lm, reg, exp, n, samples
     t_window = t_start = time.perf_counter()
     start_step = step
+    inputs: dict[str, torch.Tensor] | None = None
     while step < total:
         for micro in range(cfg.grad_accum):
             batch = next(batches)
-            inputs = {
-                k: batch[k].to(d.device, non_blocking=True) for k in MODEL_INPUTS if k in batch
-            }
+            micro_batches += 1
+            weight = 1.0
+            if batch is None:  # no row (or no readable row) in this micro-batch
+                if d.world == 1:
+                    continue
+                if inputs is None:
+                    raise RuntimeError(
+                        f"rank {d.rank}: its first micro-batch has no readable row, and DDP "
+                        "needs every rank in every step; use a smaller --batch-size"
+                    )
+                # Take part in the gradient all-reduce with a zero-weight pass of the last batch.
+                weight = 0.0
+            else:
+                inputs = {
+                    k: batch[k].to(d.device, non_blocking=True) for k in MODEL_INPUTS if k in batch
+                }
             sync = micro == cfg.grad_accum - 1
             ctx = ddp.no_sync() if (d.world > 1 and not sync) else contextlib.nullcontext()
             with ctx:
                 with autocast(d.device, amp):
                     out = ddp(**inputs)
-                (out.loss / cfg.grad_accum).backward()
-            micro_batches += 1
-            losses = torch.stack([out.loss, out.lm_loss, out.reg_loss, out.exp_loss]).detach()
-            window[:4] += losses.double()
-            window[4] += 1
-            window[5] += inputs["input_ids"].shape[0]
+                (out.loss * (weight / cfg.grad_accum)).backward()
+            if weight:
+                losses = torch.stack([out.loss, out.lm_loss, out.reg_loss, out.exp_loss])
+                window[:4] += losses.detach().double()
+                window[4] += 1
+                window[5] += inputs["input_ids"].shape[0]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip)
         opt.step()
         sched.step()
@@ -545,6 +600,8 @@ def _stage1(
                 "batch_size": cfg.batch_size,
                 "grad_accum": cfg.grad_accum,
                 "seed": cfg.seed,
+                "metavoter_data": cfg.metavoter_data,
+                "metavoter_holdout": cfg.metavoter_holdout,
             }
             rng_states = [_rng_state()]
             if d.world > 1:
@@ -554,6 +611,11 @@ def _stage1(
                 _save_checkpoint(output, model, opt, sched, state, cfg.keep_checkpoints, rng_states)
             d.barrier()
     del batches, loader
+
+
+def _collate_micro_batch(samples: list[dict[str, Any]], pad_id: int) -> dict[str, Any] | None:
+    """A micro-batch of the training stream as model inputs; ``None`` when it has no row."""
+    return collate_train(samples, pad_id) if samples else None
 
 
 def _log_window(
@@ -571,6 +633,7 @@ def _log_window(
     if d.world > 1:
         dist.all_reduce(stats)
     loss, lm, reg, exp, n, samples = stats.tolist()
+    n = max(n, 1.0)  # a window of empty micro-batches only
     now = time.perf_counter()
     rate = samples / max(now - t_window, 1e-9)
     per_step = (now - t_start) / max(1, step - start_step)
@@ -600,11 +663,13 @@ def _stage2(
     groups: list,
     amp: torch.dtype | None,
 ) -> None:
-    """Cache (S_LM', S_reg, S_exp) on the training split (all ranks), fit the MetaVoter (rank 0)."""
+    """Cache (S_LM', S_reg, S_exp) of the MetaVoter's images (all ranks), fit it and choose
+    what gives ``overall`` (rank 0; ``hae_model.metavoter``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     model.eval()
+    holdout = cfg.metavoter_data == "holdout"
     loader = inference_loader(
         groups,
         encoder,
@@ -612,9 +677,10 @@ def _stage2(
         num_workers=cfg.num_workers,
         rank=d.rank,
         world_size=d.world,
+        row_filter=partial(holdout_row, fraction=cfg.metavoter_holdout) if holdout else None,
     )
     local = [
-        {k: item[k] for k in ("image_id", "source", "part", "score", "lm", "regression", "expert")}
+        {k: item[k] for k in ("image_id", "source", "part", "score", *VOTER_INPUTS)}
         for item in score_batches(
             model, encoder, loader, device=d.device, autocast=autocast(d.device, amp)
         )
@@ -628,29 +694,38 @@ def _stage2(
     if d.main:
         output = Path(cfg.output)
         rows.sort(key=lambda r: (r["part"], r["image_id"]))
-        pq.write_table(pa.Table.from_pylist(rows), output / "metavoter_train_scores.parquet")
-        inputs = torch.tensor([[r["lm"], r["regression"], r["expert"]] for r in rows])
-        targets = torch.tensor([r["score"] for r in rows])
+        pq.write_table(pa.Table.from_pylist(rows), output / METAVOTER_SCORES)
+        inputs = torch.tensor([[r[h] for h in VOTER_INPUTS] for r in rows])
+        targets = torch.tensor([r["score"] for r in rows], dtype=torch.float64)
+        fit = {
+            "epochs": cfg.metavoter_epochs,
+            "min_steps": cfg.metavoter_min_steps,
+            "batch_size": cfg.metavoter_batch,
+            "lr": cfg.metavoter_lr,
+        }
+        choice, check = choose_overall(
+            inputs,
+            targets,
+            [r["image_id"] for r in rows],
+            hidden=model.config.metavoter_hidden,
+            seed=cfg.seed,
+            **fit,
+        )
         torch.manual_seed(cfg.seed)
         model.metavoter.requires_grad_(True)
         model.metavoter.cpu()
         fresh = type(model.metavoter)(model.config.metavoter_hidden)
         model.metavoter.load_state_dict(fresh.state_dict())
-        history = train_metavoter(
-            model.metavoter,
-            inputs,
-            targets,
-            epochs=cfg.metavoter_epochs,
-            min_steps=cfg.metavoter_min_steps,
-            batch_size=cfg.metavoter_batch,
-            lr=cfg.metavoter_lr,
-            seed=cfg.seed,
-        )
+        history = train_metavoter(model.metavoter, inputs, targets, seed=cfg.seed, **fit)
         model.metavoter.to(d.device)
+        model.config.overall_from = choice
         summary = {
+            "metavoter_data": cfg.metavoter_data,
             "metavoter_training_images": len(rows),
             "metavoter_epochs": len(history),
             "metavoter_final_l1": history[-1],
+            "metavoter_check": check,
+            "overall_from": choice,
         }
         (output / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     d.barrier()
@@ -707,6 +782,19 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--reg-weight", type=float, default=d["reg_weight"].default, help="lambda")
     g.add_argument("--exp-weight", type=float, default=d["exp_weight"].default, help="mu")
     g = p.add_argument_group("MetaVoter (stage 2)")
+    g.add_argument(
+        "--metavoter-data",
+        choices=METAVOTER_DATA,
+        default=d["metavoter_data"].default,
+        help="holdout: fit on a hash-chosen slice of the training split kept out of stage 1; "
+        "train: the paper's setup, fit on in-sample scores of the whole training split",
+    )
+    g.add_argument(
+        "--metavoter-holdout",
+        type=float,
+        default=d["metavoter_holdout"].default,
+        help="share of the training split held out for the MetaVoter",
+    )
     g.add_argument("--metavoter-epochs", type=int, default=d["metavoter_epochs"].default)
     g.add_argument(
         "--metavoter-min-steps",

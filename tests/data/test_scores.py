@@ -89,6 +89,13 @@ def test_mos_mean_std_and_count():
     assert res.table.loc["b.jpg", "rater_count"] == 12
 
 
+def test_mos_mean_is_stored_without_float_noise():
+    ratings = [0.5, 0.7, 0.55, 0.65, 0.6, 0.5, 0.7, 0.6, 0.6]  # mean exactly 0.6 in decimal
+    df = pd.DataFrame([{"image": "a.jpg", "rater": f"r{i}", "q": v} for i, v in enumerate(ratings)])
+    assert np.mean(ratings) != 0.6
+    assert aggregate_mos(df, ["q"], source="s").table.loc["a.jpg", "q"] == 0.6
+
+
 def test_eight_raters_are_too_few_nine_are_enough():
     df = pd.DataFrame(_ratings(8, "eight.jpg") + _ratings(9, "nine.jpg"))
     res = aggregate_mos(df, ["q"], source="s")

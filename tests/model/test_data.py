@@ -15,10 +15,12 @@ from hae_model.data import (
     LevelTokenError,
     SampleEncoder,
     ShardStream,
+    TrainingStream,
     check_level_tokens,
     collate_inference,
     collate_train,
     count_rows,
+    deal_parts,
     list_row_groups,
 )
 from hae_model.tiny import build_tokenizer
@@ -60,59 +62,126 @@ def test_row_groups_and_errors(small_export, tmp_path):
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 50])
-def test_every_row_once_per_epoch_over_all_consumers(small_export, world):
+def test_every_row_once_per_pass_over_all_consumers(small_export, world):
     groups = list_row_groups(small_export, "train")
     everything = sorted(_ids(ShardStream(groups, lambda r: r)))
     assert len(everything) == len(set(everything)) == count_rows(groups)
     seen = []
     for rank in range(world):
-        seen += _ids(ShardStream(groups, lambda r: r, rank=rank, world_size=world, shuffle=True))
+        seen += _ids(ShardStream(groups, lambda r: r, rank=rank, world_size=world))
     assert sorted(seen) == everything
 
 
-def test_shuffle_is_seeded_and_changes_per_epoch(small_export):
-    groups = list_row_groups(small_export, "train")
+def _row(row):
+    return {"id": row["image_id"], "part": row["part"]}
+
+
+@pytest.fixture(scope="module")
+def uneven_export(tmp_path_factory):
+    """Row groups of about 37 rows and a few short ones: the sizes a real export has."""
+    from tests.model.fixtures import make_export
+
+    root = tmp_path_factory.mktemp("uneven")
+    return make_export(
+        root, n_overall=300, n_fine=140, seed=5, test_fraction=0.1, row_group_max_bytes=400 * 2**10
+    )
+
+
+def _micro_batches(stream, workers, n):
+    loader = DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=lambda b: b)
+    batches = iter(loader)
+    return [next(batches) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    # (1, 4, 4, 1): 99 micro-batches an epoch for 4 workers, so who makes which one shifts
+    "world, workers, batch, accum",
+    [(1, 2, 4, 2), (2, 2, 4, 1), (3, 0, 8, 2), (1, 4, 4, 1)],
+)
+def test_one_epoch_is_every_training_row_once_over_ranks_and_workers(
+    uneven_export, world, workers, batch, accum
+):
+    """An epoch's steps see each row exactly once, however uneven the row groups, with every
+    micro-batch holding overall and 12-dimension rows in proportion (within one row)."""
+    groups = list_row_groups(uneven_export, "train")
+    assert len({g.num_rows for g in groups}) > 2
     n = count_rows(groups)
+    n_overall = count_rows([g for g in groups if g.part == "overall"])
+    for epoch in range(2):
+        seen, sizes = [], []
+        for rank in range(world):
+            stream = TrainingStream(
+                groups,
+                _row,
+                batch_size=batch,
+                grad_accum=accum,
+                rank=rank,
+                world_size=world,
+                shuffle_buffer=16,
+            )
+            per_rank = stream.steps_per_epoch * accum
+            assert stream.steps_per_epoch == -(-n // (batch * accum * world))
+            epochs = _micro_batches(stream, workers, 2 * per_rank)
+            for mb in epochs[epoch * per_rank : (epoch + 1) * per_rank]:
+                assert len(mb) <= batch
+                seen += [r["id"] for r in mb]
+                overall = sum(r["part"] == "overall" for r in mb)
+                assert abs(overall - len(mb) * n_overall / n) < 1, mb
+                sizes.append(len(mb))
+        assert len(seen) == n and len(set(seen)) == n, f"epoch {epoch}"
+        assert max(sizes) - min(sizes) <= 1
 
-    def first(seed, k):
-        out = []
-        for row in ShardStream(
-            groups, lambda r: r, shuffle=True, infinite=True, seed=seed, shuffle_buffer=8
-        ):
-            out.append(row["image_id"])
-            if len(out) == k:
-                return out
 
-    a, b = first(0, 2 * n), first(0, 2 * n)
-    assert a == b
-    assert sorted(a[:n]) == sorted(a[n:])  # each epoch is the whole split
-    assert a[:n] != a[n:]  # ... in a new order
-    assert first(1, n) != a[:n]
-    assert a[:n] != sorted(a[:n])
+def test_training_stream_is_seeded_and_reshuffles_each_epoch(uneven_export):
+    groups = list_row_groups(uneven_export, "train")
+
+    def order(seed):
+        stream = TrainingStream(groups, _row, batch_size=4, seed=seed, shuffle_buffer=8)
+        per_epoch = stream.steps_per_epoch
+        mbs = _micro_batches(stream, 0, 2 * per_epoch)
+        ids = [r["id"] for mb in mbs for r in mb]
+        return ids[: len(ids) // 2], ids[len(ids) // 2 :]
+
+    first, second = order(0)
+    assert (first, second) == order(0)
+    assert sorted(first) == sorted(second) and first != second
+    assert order(1)[0] != first
 
 
-def test_resume_skips_exactly_what_was_consumed(small_export):
+def test_micro_batches_can_be_empty_only_below_one_row_each(small_export):
     groups = list_row_groups(small_export, "train")
+    rows = [[] for _ in groups]
+    rows[0] = [0, 1, 2]  # three training rows for four micro-batches per step
+    seen, empty = [], 0
+    for rank in range(2):
+        stream = TrainingStream(
+            groups, _row, batch_size=1, grad_accum=2, rank=rank, world_size=2, rows=rows
+        )
+        for mb in _micro_batches(stream, 0, 2):
+            seen += [r["id"] for r in mb]
+            empty += not mb
+    assert len(seen) == len(set(seen)) == 3 and empty == 1
+
+
+def test_deal_parts_keeps_every_prefix_in_proportion():
+    assert deal_parts([3, 1]) == [0, 0, 1, 0]
+    dealt = deal_parts([58, 50])
+    for t in range(1, len(dealt) + 1):
+        assert abs(dealt[:t].count(0) - t * 58 / 108) < 1
+
+
+def test_resume_skips_exactly_what_was_consumed(uneven_export):
+    groups = list_row_groups(uneven_export, "train")
 
     def loader(skip):
-        stream = ShardStream(
-            groups,
-            lambda r: r,
-            shuffle=True,
-            seed=5,
-            shuffle_buffer=4,
-            batch_size=3,
-            skip_batches=skip,
+        stream = TrainingStream(
+            groups, _row, batch_size=3, seed=5, shuffle_buffer=4, skip_batches=skip
         )
-        return DataLoader(stream, batch_size=3, num_workers=2, collate_fn=lambda b: b)
+        return _micro_batches(stream, 2, stream.steps_per_epoch + 3 - skip)
 
-    full = [[r["image_id"] for r in b] for b in loader(0)]
-    k = 4
-    resumed = [[r["image_id"] for r in b] for b in loader(k)]
-    first_part = [i for b in full[:k] for i in b]
-    rest = [i for b in resumed for i in b]
-    assert sorted(first_part + rest) == sorted(i for b in full for i in b)
-    assert not set(first_part) & set(rest)
+    full = [[r["id"] for r in b] for b in loader(0)]
+    resumed = [[r["id"] for r in b] for b in loader(7)]
+    assert resumed == full[7:]
 
 
 def test_level_words_must_be_single_tokens():
@@ -174,7 +243,7 @@ def test_collate_pads_and_keeps_tiles_in_order(encoder, small_export):
     inf = collate_inference([encoder.encode_inference(r) for r in rows], encoder.pad_id)
     assert inf["input_ids"].shape[0] == 10 and inf["size"] == 5
     assert inf["level_pos"].tolist() == [
-        len(encoder.encode_inference(r)["overall_ids"]) - 1 for r in rows
+        len(encoder.encode_inference(r)["overall_ids"][0]) - 1 for r in rows
     ]
 
 

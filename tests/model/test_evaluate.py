@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
@@ -45,6 +46,7 @@ def _items(n, seed=0, text=True):
             "regression": float(np.clip(score + rng.normal(0, 0.1), 0, 1)),
             "expert": float(rng.uniform(0, 1)),
             "metavoter": float(np.clip(score + rng.normal(0, 0.05), 0, 1)),
+            "overall": float(np.clip(score + rng.normal(0, 0.05), 0, 1)),
             "dimensions": [float(x) for x in rng.uniform(0, 1, 12)],
         }
         if text:
@@ -97,4 +99,76 @@ def test_report_without_text_and_levels_of():
     item = _items(1)[0]
     levels = levels_of(item)
     assert levels["metavoter"] == score_to_level(item["metavoter"])
-    assert set(levels) == {"lm", "regression", "expert", "metavoter", *STD.names}
+    assert levels["overall"] == score_to_level(item["overall"])
+    assert set(levels) == {"lm", "regression", "expert", "metavoter", "overall", *STD.names}
+
+
+class _PerfectModel:
+    """Stands in for a trained model: every head predicts the exported scores (in float32,
+    as a real one does) and ``predict`` ignores the images."""
+
+    def eval(self):
+        return self
+
+    def predict(self, batch):
+        from hae_model.model import Prediction
+
+        targets = batch["targets"]
+        score = torch.tensor([t["score"] for t in targets], dtype=torch.float32)
+        dims = torch.tensor([t["dimension_scores"] or [0.0] * 12 for t in targets])
+        return Prediction(score, score, score, score, dims, score)
+
+
+def test_evaluation_reads_exported_levels_not_float32_copies(tiny_dir, tmp_path):
+    """Boundary scores (0.2, 0.4, 0.6, 0.8) are bad/poor/fair/good in the export; a float32
+    copy of them (0.6000000238...) bins one level up. A model whose answers name exactly the
+    exported levels must score level accuracy 1."""
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    from hae_data.records import ARROW_SCHEMA, level_words, record_to_row
+    from hae_model.data import SampleEncoder, list_row_groups
+    from hae_model.inference import inference_loader, score_batches
+    from tests.model.fixtures import make_records
+
+    encoder = SampleEncoder(
+        AutoTokenizer.from_pretrained(tiny_dir),
+        AutoImageProcessor.from_pretrained(tiny_dir),
+        image_seq_length=4,
+        tile_size=56,
+        max_tiles=1,
+    )
+    rows = []
+    for i, rec in enumerate(make_records(tmp_path / "img", n_overall=0, n_fine=8)):
+        dims = [(0.2, 0.4, 0.6, 0.8)[(i + k) % 4] for k in range(12)]
+        rec.dimension_scores, rec.score = dims, dims[11]
+        rec.level, rec.dimension_levels = (
+            score_to_level(rec.score),
+            [score_to_level(v) for v in dims],
+        )
+        rows.append(record_to_row(rec, Path(rec.image_path).read_bytes()))
+    folder = tmp_path / "export" / "data" / "fine_grained"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA), folder / "test-0.parquet")
+    rows = [level_words(dict(r)) for r in rows]  # the export's ClassLabel indices as words
+    loader = inference_loader(list_row_groups(tmp_path / "export", "test"), encoder, batch_size=3)
+    items = list(score_batches(_PerfectModel(), encoder, loader, device=torch.device("cpu")))
+    for item, row in zip(items, rows, strict=True):
+        assert item["score"] == row["score"] and item["level"] == row["level"]
+        assert item["dimension_scores"] == row["dimension_scores"]
+        assert item["dimension_levels"] == row["dimension_levels"]
+        item["answer_level"] = row["level"]
+        item["fine_grained_levels"] = dict(zip(STD.names, row["dimension_levels"], strict=True))
+    text = build_report(items, text=True)["total"]["text"]
+    assert text["accuracy"] == 1.0
+    assert set(text["fine_grained_level_accuracy"].values()) == {1.0}
+
+
+def test_an_item_without_an_exported_level_is_skipped_not_rebinned():
+    items = _items(4, text=False)
+    items[1]["level"] = None
+    report = build_report(items, text=False)
+    assert report["images"] == 3 and "no exported level" in report["skipped"][0]["error"]

@@ -5,7 +5,7 @@ import torch
 
 from annotation_schema import load_standard
 from hae_model.heads import ExpertHead, MetaVoter, RegressionHead, level_score, masked_mean
-from hae_model.metavoter import train_metavoter
+from hae_model.metavoter import choose_overall, in_holdout, train_metavoter
 
 
 def test_level_score_from_hand_built_logits():
@@ -119,3 +119,41 @@ def test_metavoter_rejects_bad_input():
         train_metavoter(MetaVoter(), torch.rand(1, 3), torch.rand(1))
     with pytest.raises(ValueError, match="expected inputs"):
         train_metavoter(MetaVoter(), torch.rand(4, 2), torch.rand(4))
+
+
+def _heads_and_truth(n, noise, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    truth = torch.rand(n, generator=gen)
+    heads = [(truth + s * torch.randn(n, generator=gen)).clamp(0, 1) for s in noise]
+    return torch.stack(heads, dim=-1), truth
+
+
+def test_overall_stays_the_metavoter_when_it_beats_the_heads():
+    heads, truth = _heads_and_truth(300, (0.15, 0.08, 0.1))
+    keys = [f"img{i}" for i in range(300)]
+    choice, facts = choose_overall(heads, truth, keys, min_steps=300)
+    assert choice == "metavoter"
+    assert facts["rows"] == 300
+    assert facts["metavoter_cv_l1"] <= min(facts["head_l1"].values())
+
+
+def test_overall_falls_back_to_a_head_that_beats_the_metavoter():
+    """A head that is already exact cannot be beaten: the model must answer with it."""
+    heads, truth = _heads_and_truth(120, (0.2, 0.0, 0.2))
+    choice, facts = choose_overall(heads, truth, [f"i{i}" for i in range(120)], min_steps=100)
+    assert choice == "regression"
+    assert facts["head_l1"]["regression"] == 0.0 < facts["metavoter_cv_l1"]
+
+
+def test_too_few_rows_to_check_the_metavoter_means_the_best_head():
+    heads, truth = _heads_and_truth(2, (0.3, 0.2, 0.0))
+    choice, facts = choose_overall(heads, truth, ["a", "b"], min_steps=10)
+    assert choice == "expert" and facts["rows"] == 2
+
+
+def test_holdout_slice_is_a_stable_hash_of_the_image_id():
+    ids = [f"{i:064x}" for i in range(4000)]
+    held = [i for i in ids if in_holdout(i, 0.1)]
+    assert 0.08 < len(held) / len(ids) < 0.12
+    assert held == [i for i in ids if in_holdout(i, 0.1)]
+    assert set(held) <= {i for i in ids if in_holdout(i, 0.2)}

@@ -1,10 +1,13 @@
 import pytest
 import torch
 
+from annotation_schema import load_standard
 from hae_data.qa import pick_question
 from hae_model.config import HAEConfig
 from hae_model.data import ShardStream, collate_inference, collate_train, list_row_groups
 from hae_model.model import HumanAesExpert, load_for_inference
+
+STD = load_standard()
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +133,11 @@ def test_scoring_pass_matches_the_training_positions(built, rows):
     teacher forcing with the full answer (causal attention: the answer cannot leak back)."""
     model, encoder = built
     model.eval()
-    overall = _pick(rows, "overall", 3)
-    fine = _pick(rows, "fine_grained", 2)
-    # Scoring asks the same paraphrase the export chose for each image.
-    for r in overall + fine:
-        assert pick_question(r["image_id"], r["part"]) == r["question"]
+    # Scoring asks the canonical question; train on it too, so both passes see one prompt.
+    overall = [{**r, "question": STD.overall_questions[0]} for r in _pick(rows, "overall", 3)]
+    fine = [
+        {**r, "question": STD.fine_grained_questions[0]} for r in _pick(rows, "fine_grained", 2)
+    ]
     inf = collate_inference([encoder.encode_inference(r) for r in overall + fine], encoder.pad_id)
     pred = model.predict(inf)
     with torch.no_grad():
@@ -149,6 +152,73 @@ def test_scoring_pass_matches_the_training_positions(built, rows):
     assert torch.allclose(pred.dimensions[3:], train_f.expert_scores, atol=1e-5)
     assert torch.equal(pred.expert, pred.dimensions[:, 11])
     assert pred.metavoter.shape == (5,) and pred.heads().shape == (5, 3)
+
+
+def test_inference_asks_one_canonical_question_whatever_the_image_bytes(built, rows):
+    """Training rows pick a paraphrase by a hash of the image id; inference must not, or a
+    re-encoded copy of a photo (new bytes, new id) would be asked another question."""
+    model, encoder = built
+    model.eval()
+    row = _pick(rows, "overall", 1)[0]
+    # Two ids for the same pixels whose training paraphrases differ, as after a re-encode.
+    ids = [f"copy-{k}" for k in range(20)]
+    other = next(i for i in ids if pick_question(i, "overall") != pick_question(ids[0], "overall"))
+    a = encoder.encode_inference({**row, "image_id": ids[0]})
+    b = encoder.encode_inference({**row, "image_id": other})
+    assert a["overall_ids"] == b["overall_ids"] and a["fine_prompts"] == b["fine_prompts"]
+    prompt = encoder.tokenizer.decode(a["overall_prompt"])
+    assert STD.overall_questions[0] in prompt
+    assert STD.fine_grained_questions[0] in encoder.tokenizer.decode(a["fine_prompt"])
+    pa, pb = (model.predict(collate_inference([s], encoder.pad_id)) for s in (a, b))
+    assert torch.equal(pa.metavoter, pb.metavoter) and torch.equal(pa.dimensions, pb.dimensions)
+    with pytest.raises(ValueError, match="questions must be one of"):
+        encoder.inference_questions("first")
+
+
+def test_overall_is_the_score_stage_2_chose(built, rows):
+    model, encoder = built
+    model.eval()
+    batch = collate_inference([encoder.encode_inference(r) for r in rows[:3]], encoder.pad_id)
+    assert torch.equal(model.predict(batch).overall, model.predict(batch).metavoter)
+    model.config.overall_from = "expert"
+    pred = model.predict(batch)
+    assert torch.equal(pred.overall, pred.expert)
+    with pytest.raises(ValueError, match="overall_from must be one of"):
+        HAEConfig(
+            base_model="x",
+            hidden_size=4,
+            level_token_ids=[1],
+            image_seq_length=1,
+            tile_size=28,
+            overall_from="mean",
+        )
+
+
+def test_all_paraphrases_average_the_head_scores(built, rows):
+    model, encoder = built
+    model.eval()
+    picked = _pick(rows, "overall", 2) + _pick(rows, "fine_grained", 1)
+    samples = [encoder.encode_inference(r, questions="all") for r in picked]
+    assert all(len(s["overall_ids"]) == len(s["fine_prompts"]) == 5 for s in samples)
+    averaged = model.predict(collate_inference(samples, encoder.pad_id))
+    singles = []
+    for q in range(5):
+        one = [
+            {
+                **s,
+                "overall_ids": [s["overall_ids"][q]],
+                "overall_prompts": [s["overall_prompts"][q]],
+                "fine_prompts": [s["fine_prompts"][q]],
+            }
+            for s in samples
+        ]
+        singles.append(model.predict(collate_inference(one, encoder.pad_id)))
+    for name in ("lm", "regression", "dimensions"):
+        mean = torch.stack([getattr(p, name) for p in singles]).mean(0)
+        assert torch.allclose(getattr(averaged, name), mean, atol=1e-5), name
+    assert not torch.allclose(singles[0].regression, singles[1].regression)
+    voted = model.metavoter(averaged.heads())
+    assert torch.allclose(averaged.metavoter, voted, atol=1e-6)
 
 
 def test_save_load_gives_identical_outputs(built, rows, tmp_path):

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hae_model.data import count_rows, list_row_groups
+from hae_model.data import ShardStream, list_row_groups
 from hae_model.evaluate import evaluate
+from hae_model.metavoter import in_holdout
 from hae_model.train import TrainConfig, cosine_with_warmup, train
 from hae_model.train import main as train_main
 from tests.model.fixtures import make_export
@@ -147,10 +148,12 @@ def test_ddp_two_cpu_processes_on_gloo(tiny_dir, small_export, tmp_path):
     assert "rank 0/2 on cpu (gloo)" in log
     assert "of 8 samples (2 x 2 accumulation x 2 ranks)" in log
     assert "DDP replicas in sync" in log
-    # Stage 2 gathered every training image from both ranks exactly once.
+    # Stage 2 gathered every held-out training image from both ranks exactly once.
     scores = pq.read_table(out / "metavoter_train_scores.parquet").to_pylist()
     ids = [r["image_id"] for r in scores]
-    assert len(ids) == len(set(ids)) == count_rows(list_row_groups(small_export, "train"))
+    rows = ShardStream(list_row_groups(small_export, "train"), lambda r: r)
+    held = [r["image_id"] for r in rows if in_holdout(r["image_id"], 0.1)]
+    assert held and sorted(ids) == sorted(held)
     for name in (
         "config.json",
         "heads.safetensors",
@@ -229,6 +232,8 @@ def test_cli_end_to_end(tmp_path, small_export):
     assert set(report["per_source"]) <= {"ava", "baid", "humanbeauty_50k"}
     md = report_path.with_suffix(".md").read_text()
     assert "| total | MetaVoter |" in md and "PLCC" in md
+    assert report["overall_from"] in ("metavoter", "lm", "regression", "expert")
+    assert "The model's overall score is the" in md
 
     images = sorted((small_export.parent / "images").glob("*.png"))[:2]
     bad = tmp_path / "broken.jpg"
@@ -257,6 +262,8 @@ def test_cli_end_to_end(tmp_path, small_export):
     assert "error" in lines[1]
     ok = lines[0]
     assert 0 <= ok["overall"] <= 1 and len(ok["dimensions"]) == 12
+    assert ok["overall_from"] == report["overall_from"]
+    assert ok["overall"] == ok["heads"][ok["overall_from"]]
     assert "Overall Aesthetic" in ok["dimensions"] and ok["levels"]["overall"] in (
         "bad",
         "poor",
@@ -291,7 +298,13 @@ def test_learning_brightness(tiny_dir, tmp_path):
     heads = report["total"]["heads"]
     assert report["total"]["n"] >= 60
     assert heads["regression"]["plcc"] >= 0.9, heads
-    assert heads["metavoter"]["plcc"] >= 0.9, heads
+    # On held-out images, the model's overall score (the MetaVoter, or the head stage 2 chose
+    # over it) is no worse than its best head, and the choice is written down.
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert report["overall_from"] == summary["overall_from"]
+    best = min(heads[h]["mae"] for h in ("lm", "regression", "expert"))
+    assert heads[report["overall_from"]]["mae"] <= best * 1.1, (report["overall_from"], heads)
+    assert heads[report["overall_from"]]["plcc"] >= 0.9, heads
 
 
 @pytest.mark.slow
