@@ -13,6 +13,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 # logs only through Prefect's extra loggers; every process that runs these flows (the CLI, a
 # served deployment's runs, Dask workers) imports this package first.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "hae_data")
+# ... and outside a flow run (the library called directly in the same process) they go to the
+# console only, without a warning per line that there is no run to send them to.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # At INFO for the library only: the root logger stays at WARNING, so dependencies stay quiet.
 if logging.getLogger("hae_data").level == logging.NOTSET:
     logging.getLogger("hae_data").setLevel(logging.INFO)

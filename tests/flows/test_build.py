@@ -320,13 +320,14 @@ def test_runs_and_tasks_say_what_they_do_and_library_logs_reach_the_run(demo_bui
     )
 
     with get_client(sync_client=True) as client:
-        [run] = [
+        runs = [
             r
             for r in client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=["build-humanbeauty"]))
             )
             if r.parameters.get("output_dir") == str(demo_build[1])
         ]
+        run = runs[0]  # the demo build (a later test builds into the same folder again)
         tasks = {t.name for t in client.read_task_runs()}
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
         progress = client.read_artifacts(
