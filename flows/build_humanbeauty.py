@@ -222,7 +222,9 @@ class _Progress:
         )
 
     def close(self) -> None:
-        """Close the terminal bar."""
+        """Mark the stage complete (also a stage with nothing to detect) and close the bar."""
+        if self._artifact is not None:
+            update_progress_artifact(self._artifact, 100.0)
         self._bar.close()
 
 
