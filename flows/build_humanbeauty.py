@@ -305,26 +305,23 @@ def build_humanbeauty(
     and built.
     """
     log = get_run_logger()
-    pipeline.check_build_options(
-        shard_size=shard_size,
-        test_fraction=test_fraction,
-        quick_per_source=quick_per_source,
-        shard_max_mb=shard_max_mb,
-        row_group_max_mb=row_group_max_mb,
-        task_runner=task_runner,
-        dask_workers=dask_workers,
-        hub_repo_id=hub_repo_id,
-        near_duplicate_distance=near_duplicate_distance,
-    )
-    settings = FaceSettings(
+    settings = _checked_settings(
         device=device,
         batch_size=batch_size,
         threshold=threshold,
         long_side=long_side,
         weights=weights,
         min_face_size=min_face_size,
+        shard_size=shard_size,
+        test_fraction=test_fraction,
+        quick_per_source=quick_per_source,
+        near_duplicate_distance=near_duplicate_distance,
+        shard_max_mb=shard_max_mb,
+        row_group_max_mb=row_group_max_mb,
+        hub_repo_id=hub_repo_id,
+        task_runner=task_runner,
+        dask_workers=dask_workers,
     )
-    settings.validate(local=task_runner == "threads")
     out = Path(output_dir)
     work = Path(work_dir) if work_dir else out / "_work"
     if sources is None and sources_config is None and annotations is None:
@@ -463,6 +460,50 @@ def _build(
     return result
 
 
+def _checked_settings(
+    *,
+    device: str,
+    batch_size: int,
+    threshold: float,
+    long_side: int,
+    weights: str | None,
+    min_face_size: float,
+    shard_size: int,
+    test_fraction: float,
+    quick_per_source: int,
+    near_duplicate_distance: int | None,
+    shard_max_mb: int,
+    row_group_max_mb: int,
+    hub_repo_id: str | None,
+    task_runner: str,
+    dask_workers: int,
+    **_: Any,
+) -> FaceSettings:
+    """Every scalar option checked (the flow's first step, and the CLI's before Prefect
+    starts); returns the face settings. Other keyword options are ignored."""
+    pipeline.check_build_options(
+        shard_size=shard_size,
+        test_fraction=test_fraction,
+        quick_per_source=quick_per_source,
+        shard_max_mb=shard_max_mb,
+        row_group_max_mb=row_group_max_mb,
+        task_runner=task_runner,
+        dask_workers=dask_workers,
+        hub_repo_id=hub_repo_id,
+        near_duplicate_distance=near_duplicate_distance,
+    )
+    settings = FaceSettings(
+        device=device,
+        batch_size=batch_size,
+        threshold=threshold,
+        long_side=long_side,
+        weights=weights,
+        min_face_size=min_face_size,
+    )
+    settings.validate(local=task_runner == "threads")
+    return settings
+
+
 def _shard_labels(shards: list[list[Any]]) -> list[str]:
     """``ava 3/12`` per shard: its source and its place among that source's shards."""
     per_source = Counter(shard[0].source for shard in shards)
@@ -564,38 +605,54 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_before_start(args: argparse.Namespace, sources: dict[str, str]) -> None:
+def _flow_options(args: argparse.Namespace, sources: dict[str, str]) -> dict[str, Any]:
+    """The flow's keyword arguments from the command line (one mapping, checked and run)."""
+    return {
+        "sources": sources or None,
+        "sources_config": args.sources_config,
+        "annotations": args.annotations,
+        "output_dir": args.output_dir,
+        "work_dir": args.work_dir,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "threshold": args.threshold,
+        "long_side": args.long_side,
+        "weights": args.weights,
+        "min_face_size": 0.0,
+        "shard_size": args.shard_size,
+        "min_raters": args.min_raters,
+        "test_fraction": args.test_fraction,
+        "quick_per_source": DEFAULT_QUICK_PER_SOURCE,
+        "near_duplicate_distance": (
+            None if args.near_duplicate_distance < 0 else args.near_duplicate_distance
+        ),
+        "shard_max_mb": DEFAULT_SHARD_MAX_BYTES // MB,
+        "row_group_max_mb": DEFAULT_ROW_GROUP_MAX_BYTES // MB,
+        "hub_repo_id": args.hub_repo_id,
+        "hub_private": not args.public,
+        "task_runner": args.task_runner,
+        "dask_address": args.dask_address,
+        "dask_workers": args.dask_workers,
+        "allow_empty": args.allow_empty,
+    }
+
+
+def _check_before_start(options: dict[str, Any]) -> None:
     """The checks the flow makes first, made here before Prefect starts: a bad option, a
     source folder that is missing or an output folder that must not be written fails in a
     second with exit 2, not after a server start-up."""
-    pipeline.check_build_options(
-        shard_size=args.shard_size,
-        test_fraction=args.test_fraction,
-        quick_per_source=DEFAULT_QUICK_PER_SOURCE,
-        shard_max_mb=DEFAULT_SHARD_MAX_BYTES // MB,
-        row_group_max_mb=DEFAULT_ROW_GROUP_MAX_BYTES // MB,
-        task_runner=args.task_runner,
-        dask_workers=args.dask_workers,
-        hub_repo_id=args.hub_repo_id,
-    )
-    FaceSettings(
-        device=args.device,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        long_side=args.long_side,
-        weights=args.weights,
-    ).validate(local=args.task_runner == "threads")
+    _checked_settings(**options)
     roots: list[str] = []
-    if sources or args.sources_config or args.annotations:
+    if options["sources"] or options["sources_config"] or options["annotations"]:
         spec = pipeline.read_build_spec(
-            args.sources_config,
-            sources=sources,
-            annotations=args.annotations,
-            min_raters=args.min_raters,
+            options["sources_config"],
+            sources=options["sources"],
+            annotations=options["annotations"],
+            min_raters=options["min_raters"],
         )
         roots = [root for root, _ in spec.sources.values()]
-    check_not_overlapping(args.output_dir, roots)
-    ExportFolder(args.output_dir).check_usable()
+    check_not_overlapping(options["output_dir"], roots)
+    ExportFolder(options["output_dir"]).check_usable()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -613,35 +670,13 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not name or not root:
             parser.error(f"--source expects NAME=ROOT, got {item!r}")
         sources[name] = root
+    options = _flow_options(args, sources)
     try:
-        _check_before_start(args, sources)
+        _check_before_start(options)
     except (ValueError, HubPushError) as exc:
         parser.error(str(exc))
     try:
-        result = build_humanbeauty(
-            sources=sources or None,
-            sources_config=args.sources_config,
-            annotations=args.annotations,
-            output_dir=args.output_dir,
-            work_dir=args.work_dir,
-            device=args.device,
-            batch_size=args.batch_size,
-            threshold=args.threshold,
-            long_side=args.long_side,
-            weights=args.weights,
-            shard_size=args.shard_size,
-            min_raters=args.min_raters,
-            test_fraction=args.test_fraction,
-            near_duplicate_distance=(
-                None if args.near_duplicate_distance < 0 else args.near_duplicate_distance
-            ),
-            hub_repo_id=args.hub_repo_id,
-            hub_private=not args.public,
-            task_runner=args.task_runner,
-            dask_address=args.dask_address,
-            dask_workers=args.dask_workers,
-            allow_empty=args.allow_empty,
-        )
+        result = build_humanbeauty(**options)
     except BuildRefusedError as exc:
         sys.stderr.write(f"{parser.prog}: error: {exc}\n")
         return 2

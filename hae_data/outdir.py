@@ -148,8 +148,8 @@ class ExportFolder:
         if not self.path.is_dir():
             raise BuildRefusedError(f"output {str(self.path)!r} exists and is not a folder")
         if self.manifest() is not None or self._is_legacy_export():
-            clash = sorted(n for n in EXPORT_ENTRIES if (self.path / n).exists())
-            clash = [n for n in clash if n not in self.owned()]
+            owned = set(self.owned())
+            clash = [n for n in EXPORT_ENTRIES if n not in owned and (self.path / n).exists()]
             if clash:
                 raise BuildRefusedError(
                     f"{str(self.path)!r} holds {', '.join(clash)}, which an export would replace "
