@@ -28,6 +28,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from hae_data import pipeline
+from hae_data.defaults import (
+    DETECTOR_BATCH_SIZE,
+    DETECTOR_LONG_SIDE,
+    FACE_THRESHOLD,
+    MIN_RATERS,
+    SHARD_SIZE,
+)
 from hae_data.export import (
     DEFAULT_ROW_GROUP_MAX_BYTES,
     DEFAULT_SHARD_MAX_BYTES,
@@ -244,13 +251,13 @@ def build_humanbeauty(
     output_dir: str = DEFAULT_OUTPUT,
     work_dir: str | None = None,
     device: str = "auto",
-    batch_size: int = 32,
-    threshold: float = 0.9,
-    long_side: int = 640,
+    batch_size: int = DETECTOR_BATCH_SIZE,
+    threshold: float = FACE_THRESHOLD,
+    long_side: int = DETECTOR_LONG_SIDE,
     weights: str | None = None,
     min_face_size: float = 0.0,
-    shard_size: int = 2000,
-    min_raters: int = 9,
+    shard_size: int = SHARD_SIZE,
+    min_raters: int = MIN_RATERS,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     quick_per_source: int = DEFAULT_QUICK_PER_SOURCE,
     near_duplicate_distance: int | None = DEFAULT_MAX_DISTANCE,
@@ -577,12 +584,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="export folder (%(default)s)")
     p.add_argument("--work-dir", help="completion files (default: OUTPUT_DIR/_work)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (%(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="detector batch (%(default)s)")
-    p.add_argument("--threshold", type=float, default=0.9, help="face confidence (%(default)s)")
-    p.add_argument("--long-side", type=int, default=640, help="detection size (%(default)s)")
+    p.add_argument(
+        "--batch-size", type=int, default=DETECTOR_BATCH_SIZE, help="detector batch (%(default)s)"
+    )
+    p.add_argument(
+        "--threshold", type=float, default=FACE_THRESHOLD, help="face confidence (%(default)s)"
+    )
+    p.add_argument(
+        "--long-side", type=int, default=DETECTOR_LONG_SIDE, help="detection size (%(default)s)"
+    )
     p.add_argument("--weights", help="RetinaFace weights (.onnx or .pth); default: embedded")
-    p.add_argument("--shard-size", type=int, default=2000, help="images per shard (%(default)s)")
-    p.add_argument("--min-raters", type=int, default=9, help="raters per image (%(default)s)")
+    p.add_argument(
+        "--shard-size", type=int, default=SHARD_SIZE, help="images per shard (%(default)s)"
+    )
+    p.add_argument(
+        "--min-raters", type=int, default=MIN_RATERS, help="raters per image (%(default)s)"
+    )
     p.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION)
     p.add_argument(
         "--near-duplicate-distance",

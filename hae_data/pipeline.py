@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hae_data.defaults import DETECTOR_BATCH_SIZE, DETECTOR_LONG_SIDE, FACE_THRESHOLD
 from hae_data.hashing import unit_hash
 from hae_data.images import DEFAULT_DECODE_PIXEL_BUDGET
 from hae_data.near_duplicates import DEFAULT_MAX_DISTANCE, drop_near_duplicates
@@ -426,9 +427,9 @@ class FaceSettings:
     fingerprint: a build started on the CPU resumes on a GPU without detecting again."""
 
     device: str = "auto"
-    batch_size: int = 32
-    threshold: float = 0.9
-    long_side: int = 640
+    batch_size: int = DETECTOR_BATCH_SIZE
+    threshold: float = FACE_THRESHOLD
+    long_side: int = DETECTOR_LONG_SIDE
     weights: str | None = None
     min_face_size: float = 0.0
     workers: int | None = None

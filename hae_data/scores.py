@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_schema import load_standard
+from hae_data.defaults import MIN_RATERS
 from hae_data.levels import SCORE_DECIMALS, score_to_level
 from hae_data.records import RATING_STAGE, Record, Rejection
 
@@ -122,7 +123,7 @@ def aggregate_mos(
     *,
     source: str,
     scale: tuple[float, float] = (0.0, 1.0),
-    min_raters: int = 9,
+    min_raters: int = MIN_RATERS,
     image_col: str = "image",
     rater_col: str = "rater",
 ) -> MosResult:

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote
 
 from hae_data.annotate.config import IMAGE_FIELD, labeling_config
+from hae_data.defaults import MIN_RATERS
 from hae_data.scores import check_min_raters
 from hae_data.sources.base import IMAGE_EXTENSIONS
 
@@ -133,7 +134,10 @@ def make_tasks(
 
 
 def project_settings(
-    *, min_raters: int = 9, overlap: int | None = None, title: str = "HumanBeauty 12-dimension"
+    *,
+    min_raters: int = MIN_RATERS,
+    overlap: int | None = None,
+    title: str = "HumanBeauty 12-dimension",
 ) -> dict[str, Any]:
     """The body of ``POST /api/projects``: the generated labeling config and an overlap of
     ``overlap`` (default ``min_raters``) annotators on every task."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hae_data.defaults import FACE_THRESHOLD
 from hae_data.records import Face
 
 __all__ = [
@@ -20,8 +21,7 @@ __all__ = [
     "decide",
 ]
 
-#: A detection counts as a face at this confidence or above (the RetinaFace reference default).
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = FACE_THRESHOLD
 NO_FACE = "no_face"
 MULTI_FACE = "multi_face"
 TOO_SMALL = "too_small"

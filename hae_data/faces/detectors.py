@@ -34,6 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hae_data.defaults import DETECTOR_LONG_SIDE
 from hae_data.faces.postprocess import anchors, decode_boxes, decode_landmarks, nms
 from hae_data.images import fit_long_side
 from hae_data.records import Face
@@ -51,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LONG_SIDE = 640
+DEFAULT_LONG_SIDE = DETECTOR_LONG_SIDE
 #: Detections at or above this score are kept for the export (the decision uses 0.9), so a looser
 #: rule down to 0.5 can be re-applied later without detecting again (SPEC 2.2).
 DEFAULT_MIN_SCORE = 0.5

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_schema import load_standard, validate_annotation_row
+from hae_data.defaults import MIN_RATERS
 from hae_data.records import RATING_STAGE, Record, Rejection
 from hae_data.reliability import (
     DEFAULT_MIN_IMAGES,
@@ -88,7 +89,7 @@ class AnnotationSource(Source):
         self,
         root: str | os.PathLike[str],
         *,
-        min_raters: int = 9,
+        min_raters: int = MIN_RATERS,
         annotations: str | None = None,
         images_dir: str | None = None,
         min_rater_correlation: float | None = None,

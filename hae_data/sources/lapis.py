@@ -54,6 +54,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hae_data.defaults import MIN_RATERS
 from hae_data.records import Record, Rejection
 from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
@@ -126,7 +127,7 @@ class LapisSource(Source):
         self,
         root: str | os.PathLike[str],
         *,
-        min_raters: int = 9,
+        min_raters: int = MIN_RATERS,
         ratings_file: str | None = None,
         images_dir: str | None = None,
         image_col: str | None = None,

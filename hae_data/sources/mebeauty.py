@@ -60,6 +60,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hae_data.defaults import MIN_RATERS
 from hae_data.records import Record, Rejection
 from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
@@ -140,7 +141,7 @@ class MebeautySource(Source):
         self,
         root: str | os.PathLike[str],
         *,
-        min_raters: int = 9,
+        min_raters: int = MIN_RATERS,
         ratings_file: str = "scores/generic_scores_all_2022.xlsx",
         images_dir: str | os.PathLike[str] | None = None,
     ) -> None:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hae_data.defaults import MIN_RATERS
 from hae_data.records import Record, Rejection
 from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
@@ -111,7 +112,7 @@ class ScutFbp5500Source(Source):
         self,
         root: str | os.PathLike[str],
         *,
-        min_raters: int = 9,
+        min_raters: int = MIN_RATERS,
         images_dir: str | os.PathLike[str] | None = None,
         sheet: str | None = None,
     ) -> None:

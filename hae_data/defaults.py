@@ -1,0 +1,27 @@
+"""The build's defaults, named once (SPEC 2): every loader, stage, CLI and flow reads them here.
+
+Values that are facts of the 12-dimension standard (names, level thresholds, questions) live in
+``annotation_schema/standard.yaml``; these are the pipeline's choices where the paper is silent
+or states a number.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DETECTOR_BATCH_SIZE",
+    "DETECTOR_LONG_SIDE",
+    "FACE_THRESHOLD",
+    "MIN_RATERS",
+    "SHARD_SIZE",
+]
+
+#: A detection counts as a face at this confidence or above (the RetinaFace reference default).
+FACE_THRESHOLD = 0.9
+#: Valid ratings an image needs before its MOS is kept (the paper's nine raters per image).
+MIN_RATERS = 9
+#: Images the face detector sees per batch.
+DETECTOR_BATCH_SIZE = 32
+#: Long side, in pixels, an image is resized to for detection (RetinaFace's reference size).
+DETECTOR_LONG_SIDE = 640
+#: Images per shard of the face stage (the unit of resumption and of parallel work).
+SHARD_SIZE = 2000
