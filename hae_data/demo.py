@@ -1,8 +1,8 @@
 """The embedded demo: miniature copies of all six sources and the 12-dimension annotations.
 
-Each source is written in its native layout by its fixture writer
-(:mod:`hae_data.sources.fixtures`), with real photos that ship with scikit-image instead of
-generated noise, so the face filter's decisions in the demo are real:
+Each source is written in its native layout by its fixture writer (``write_fixture`` in the
+source's module, through :func:`hae_data.sources.write_fixture`), with real photos that ship
+with scikit-image instead of generated noise, so the face filter's decisions in the demo are real:
 
 - single-face portraits: variants of ``astronaut`` and ``camera`` (flips, crops, brightness,
   scale, one stored with an EXIF rotation), expected to be kept;
@@ -29,7 +29,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from hae_data.sources.fixtures import FixtureManifest, write_fixture
+from hae_data.sources import TRAINING_SOURCES, write_fixture
+from hae_data.sources.fixtures import FixtureManifest
 
 __all__ = [
     "DEMO_SOURCES",
@@ -41,7 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The six public sources of the 58K part, then the 12-dimension annotations.
-DEMO_SOURCES = ("ava", "tad66k", "scut_fbp5500", "mebeauty", "baid", "agiqa_3k")
+DEMO_SOURCES = TRAINING_SOURCES
 ANNOTATIONS = "humanbeauty_50k"
 
 

@@ -49,7 +49,7 @@ from hae_data.records import (
     record_to_row,
 )
 from hae_data.reliability import records_reliability, reliability_markdown
-from hae_data.sources.catalog import CATALOG, SourceInfo
+from hae_data.sources import CATALOG, SourceInfo
 
 __all__ = [
     "DEFAULT_ROW_GROUP_MAX_BYTES",

@@ -18,7 +18,7 @@ from typing import Any
 from annotation_schema import load_standard
 from hae_data.export import ExportSummary, export_dataset
 from hae_data.records import Record, Rejection
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources import CATALOG
 
 __all__ = ["export_with_report", "plot_histograms"]
 

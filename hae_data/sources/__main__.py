@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hae_data.sources import CATALOG, SOURCES, SourceFormatError, SourceRootError
-from hae_data.sources.report import inspect_source
+from hae_data.sources.inspection import inspect_source
 
 log = logging.getLogger("hae_data.sources")
 

@@ -46,6 +46,7 @@ import csv
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,28 +63,46 @@ from hae_data.reliability import (
     ReliabilityReport,
     assess_reliability,
 )
-from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     DirectoryIndex,
-    Source,
+    RaterSource,
     SourceFormatError,
+    SourceInfo,
     csv_rows,
     open_text,
     relpath,
 )
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.fixtures import (
+    FixtureImages,
+    FixtureManifest,
+    ImageProvider,
+    check_n,
+    seeded_rng,
+    write_csv,
+)
 
-__all__ = ["AnnotationSource"]
+__all__ = ["AnnotationSource", "write_fixture"]
 
 log = logging.getLogger(__name__)
 
 _ID_COLUMNS = ("image", "rater")
 
 
-class AnnotationSource(Source):
+class AnnotationSource(RaterSource):
     """Per-rater 12-dimension annotations (CSV or Parquet) and ``images/``."""
 
-    info = CATALOG["humanbeauty_50k"]
+    info = SourceInfo(
+        name="humanbeauty_50k",
+        title="HumanBeauty-50K (12-dimension annotations)",
+        part="fine_grained",
+        scale=(0.0, 1.0),
+        raters="at least 9 raters per image, 12 dimensions each",
+        licence="As distributed by the HumanAesExpert authors; research use.",
+        citation="Liao et al. HumanAesExpert: Advancing a Multi-Modality Foundation Model for "
+        "Human Image Aesthetic Assessment. arXiv 2503.23907, 2025.",
+        homepage="https://humanaesexpert.github.io/HumanAesExpert/",
+        use="annotations",
+    )
 
     def __init__(
         self,
@@ -95,8 +114,7 @@ class AnnotationSource(Source):
         min_rater_correlation: float | None = None,
         min_rater_images: int = DEFAULT_MIN_IMAGES,
     ) -> None:
-        super().__init__(root)
-        self.min_raters = check_min_raters(min_raters)
+        super().__init__(root, min_raters=min_raters)
         if min_rater_correlation is not None and not -1.0 <= min_rater_correlation <= 1.0:
             raise ValueError(
                 f"min_rater_correlation must be in [-1, 1], got {min_rater_correlation}"
@@ -277,13 +295,7 @@ class AnnotationSource(Source):
         images = {str(i).strip() for i in df["image"].dropna()} if len(df) else set()
         to_path = {i: self.images / i for i in images if i}
         yield from self._fix_mos_rejections(row_rejections, to_path)
-        result = aggregate_mos(
-            clean,
-            list(self.keys),
-            source=self.info.name,
-            scale=(0.0, 1.0),
-            min_raters=self.min_raters,
-        )
+        result = self._mos(clean, self.keys)
         yield from self._fix_mos_rejections(result.rejections, to_path, self.files[0].name)
         # Images whose every row was malformed never reach the MOS: give them a verdict too.
         seen = set(clean["image"])
@@ -321,3 +333,92 @@ class AnnotationSource(Source):
                 dimension_scores=mean.tolist(),
                 dimension_std=std.tolist() if known else None,
             )
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+
+def write_fixture(
+    root: Path,
+    *,
+    n: int = 4,
+    images: ImageProvider = None,
+    broken: bool = True,
+    fmt: str = "csv",
+    raters: int = 10,
+) -> FixtureManifest:
+    """Per-rater 12-dimension rows (SPEC 2.4) as ``annotations.csv`` or ``.parquet`` and
+    ``images/``. Broken: an image with 8 raters, a duplicate (image, rater), an out-of-range and
+    a non-numeric value, a row with the wrong column count (CSV only), a missing image file."""
+    check_n(n, 3 if broken else 1)
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
+    keys = list(load_standard().keys)
+    rng = seeded_rng("humanbeauty_50k")
+    files = FixtureImages(images, n)
+    rows: list[list[Any]] = []
+    expect: dict[str, list[list[float]]] = {}
+
+    def rate(image: str, rater: str, centre: float) -> list[Any]:
+        values = [round(float(np.clip(rng.normal(centre, 0.12), 0, 1)), 2) for _ in keys]
+        return [image, rater, *values]
+
+    for i in range(n):
+        image = f"person_{i:04d}.jpg"
+        files.good(root / "images" / image, i)
+        centre = rng.uniform(0.25, 0.85)
+        expect[image] = []
+        for r in range(raters):
+            row = rate(image, f"r{r:02d}", centre)
+            rows.append(row)
+            expect[image].append([float(v) for v in row[2:]])
+    rejected: Counter[str] = Counter()
+    if broken:
+        img0, img1, img2 = "person_0000.jpg", "person_0001.jpg", "person_0002.jpg"
+        # Out of range, non-numeric: those rows go, the image keeps `raters` valid ones.
+        bad = rate(img0, "r90", 0.5)
+        bad[2 + 3] = 1.4
+        rows.append(bad)
+        rejected["rating_out_of_range"] += 1
+        bad = rate(img1, "r91", 0.5)
+        bad[2 + 7] = "high" if fmt == "csv" else None
+        rows.append(bad)
+        rejected["non_numeric_rating"] += 1
+        # The same rater twice: both copies are dropped.
+        dup = rate(img2, "r00", 0.5)
+        rows.append(dup)
+        expect[img2] = expect[img2][1:]
+        rejected["duplicate_rating"] += 2
+        # Only 8 raters.
+        files.extra_file(root / "images" / "few_raters.jpg")
+        for r in range(8):
+            rows.append(rate("few_raters.jpg", f"r{r:02d}", 0.4))
+        rejected["too_few_raters"] += 1
+        # Rated, but the image file is missing.
+        for r in range(raters):
+            rows.append(rate("missing_image.jpg", f"r{r:02d}", 0.6))
+        rejected["missing_file"] += 1
+    header = ["image", "rater", *keys]
+    if fmt == "csv":
+        if broken:
+            rows.append(["person_0000.jpg", "r99", 0.5])  # wrong column count
+            rejected["malformed_row"] += 1
+        write_csv(root / "annotations.csv", [header, *rows])
+    else:
+        import pandas as pd
+
+        df = pd.DataFrame(rows, columns=header)
+        df[keys] = df[keys].astype("float64")
+        root.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(root / "annotations.parquet", index=False)
+    std = load_standard()
+    scores, counts, dims = {}, {}, {}
+    for image, per_rater in expect.items():
+        arr = np.asarray(per_rater)
+        key = f"images/{image}"
+        dims[key] = [float(v) for v in arr.mean(axis=0)]
+        scores[key] = dims[key][std.root - 1]
+        counts[key] = len(per_rater)
+    return FixtureManifest(
+        "humanbeauty_50k", root, n, dict(rejected), scores, counts, dimension_scores=dims
+    )

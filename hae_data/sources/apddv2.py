@@ -30,14 +30,23 @@ Homepage / how to obtain: https://github.com/BestiVictory/APDDv2 (Google Drive /
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import RowError, Source, iter_scored_csv, parse_score
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.base import RowError, Source, SourceInfo, iter_scored_csv, parse_score
+from hae_data.sources.fixtures import (
+    FixtureImages,
+    FixtureManifest,
+    ImageProvider,
+    check_n,
+    seeded_rng,
+    write_csv,
+)
 
-__all__ = ["ATTRIBUTES", "Apddv2Source"]
+__all__ = ["ATTRIBUTES", "Apddv2Source", "write_fixture"]
 
 #: The ten aesthetic attribute columns of ``APDDv2-10023.csv`` (each 0-10, empty if n/a).
 ATTRIBUTES = (
@@ -66,7 +75,22 @@ def _decode(path: Path) -> str:
 class Apddv2Source(Source):
     """APDDv2 from ``APDDv2-10023.csv`` and the image folder (layout partly unconfirmed)."""
 
-    info = CATALOG["apddv2"]
+    info = SourceInfo(
+        name="apddv2",
+        title="APDDv2 (zero-shot evaluation)",
+        part="overall",
+        scale=(0.0, 100.0),
+        raters="total aesthetic score 0-100, mean of several artists' scores (85,191 score "
+        "labels over 10,023 images); no per-rater data released",
+        licence="CC BY-NC-ND 4.0 (authors' README); artworks remain the copyright of their "
+        "artists.",
+        citation="Jin, Qiao, Lu, Wang, Huang, Gao, Liu, Li. APDDv2: Aesthetics of Paintings "
+        "and Drawings Dataset with Artist Labeled Scores and Comments. NeurIPS 2024 Datasets "
+        "and Benchmarks.",
+        homepage="https://github.com/BestiVictory/APDDv2",
+        use="zero_shot",
+        layout_confirmed=False,
+    )
 
     def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
         super().__init__(root)
@@ -113,3 +137,56 @@ class Apddv2Source(Source):
             row_hook=hook,
             text=_decode,
         )
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+_APDD_HEADER = [
+    "filename",
+    "Artistic Categories",
+    "Total aesthetic score",
+    *ATTRIBUTES,
+    "Language Comment",
+]
+
+
+def write_fixture(
+    root: Path, *, n: int = 6, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``APDDv2-10023.csv`` (Latin-1, like some copies) and ``APDDv2images/``."""
+    check_n(n)
+    rng = seeded_rng("apddv2")
+    files = FixtureImages(images, n)
+    rows: list[list[Any]] = [_APDD_HEADER]
+    scores, meta = {}, {}
+    for i in range(n):
+        name = f"{rng.integers(0, 2**63):016x}{i:016x}.jpg"
+        total = round(float(rng.uniform(15, 92)), 2)
+        attrs = [round(total / 10 + float(rng.normal(0, 0.3)), 2) for _ in range(10)]
+        attrs[1] = ""  # Creativity does not apply to this category
+        comment = "Portrait très réussi" if i == 0 else ""
+        rows.append([name, "oil painting*classicism*portraiture", total, *attrs, comment])
+        files.good(root / "APDDv2images" / name, i)
+        scores[f"APDDv2images/{name}"] = total
+        meta[f"APDDv2images/{name}"] = {
+            "medium": "oil painting",
+            "style": "classicism",
+            "subject": "portraiture",
+        }
+    rejected: Counter[str] = Counter()
+    if broken:
+        filler = [5.0] * 10
+        rows.append(
+            ["bad900.jpg", "sketching*romanticism*landscapes", 50.0, *filler]
+        )  # no comment field
+        rejected["malformed_row"] += 1
+        rows.append(["bad901.jpg", "sketching*romanticism*landscapes", "n/a", *filler, ""])
+        rejected["non_numeric_score"] += 1
+        rows.append(["bad902.jpg", "sketching*romanticism*landscapes", 104.5, *filler, ""])
+        rejected["score_out_of_range"] += 1
+        rows.append(["bad903.jpg", "sketching*romanticism*landscapes", 40.0, *filler, ""])
+        rejected["missing_file"] += 1
+        rows.append([rows[1][0], "oil painting*classicism*portraiture", 10.0, *filler, ""])
+        rejected["duplicate_id"] += 1
+    write_csv(root / "APDDv2-10023.csv", rows, encoding="latin-1")
+    return FixtureManifest("apddv2", root, n, dict(rejected), scores, metadata=meta)

@@ -47,15 +47,27 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from operator import mul
 from pathlib import Path
+from typing import Any
 
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import DirectoryIndex, Source, read_text_lines, relpath
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.base import DirectoryIndex, Source, SourceInfo, read_text_lines, relpath
+from hae_data.sources.fixtures import (
+    FixtureImages,
+    FixtureManifest,
+    ImageProvider,
+    append_bytes,
+    check_layout,
+    check_n,
+    folder_prefix,
+    seeded_rng,
+    write_hostile_files,
+)
 
-__all__ = ["AvaSource"]
+__all__ = ["LAYOUTS", "AvaSource", "write_fixture"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +102,19 @@ class AvaSource(Source):
     ``images_dir`` overrides where the images are (relative to the root or absolute).
     """
 
-    info = CATALOG["ava"]
+    info = SourceInfo(
+        name="ava",
+        title="AVA",
+        part="overall",
+        scale=(1.0, 10.0),
+        raters="vote histogram over scores 1-10, about 200 votes per image",
+        licence="Research use only; images remain the copyright of their DPChallenge "
+        "photographers.",
+        citation="Murray, Marchesotti, Perronnin. AVA: A large-scale database for aesthetic "
+        "visual analysis. CVPR 2012.",
+        homepage="https://github.com/imfing/ava_downloader",
+        use="training",
+    )
     image_folders = (
         "images",
         "images/images",
@@ -220,3 +244,89 @@ def _check(fields: list[str], line: str) -> tuple[str, str] | None:
     if all(c.lstrip("0") == "" for c in counts):
         return "no_votes", "all ten vote counts are 0"
     return None
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+#: AVA layouts: (folder of ``AVA.txt`` and its lists, image folder), relative to the root.
+_AVA_LAYOUTS = {
+    "images": (".", "images"),
+    "archive": ("AVA_dataset", "AVA_dataset/images/images"),
+    "images/images": (".", "images/images"),
+    "image": ("AVA_dataset", "image"),
+    "flat": (".", "."),
+}
+
+#: The layouts :func:`write_fixture` can produce (``layout=``), the default first.
+LAYOUTS = tuple(_AVA_LAYOUTS)
+
+
+def write_fixture(
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "images",
+    hostile: bool = False,
+) -> FixtureManifest:
+    """``AVA.txt`` (15 columns), ``tags.txt``, ``challenges.txt``, the generic split lists and
+    ``<id>.jpg`` images in the ``layout``'s folder. Item 0 has no tags (``0 0``), item 1 one
+    tag (``15 0``)."""
+    check_n(n)
+    meta_dir, image_dir = (root / d for d in _AVA_LAYOUTS[check_layout("ava", layout, LAYOUTS)])
+    prefix = folder_prefix(image_dir, root)
+    rng = seeded_rng("ava")
+    files = FixtureImages(images, n)
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    (meta_dir / "tags.txt").write_text("1 Abstract\n15 Nature\n17 Portraiture\n18 Still Life\n")
+    (meta_dir / "challenges.txt").write_text("100 Portraits\n101 Free_Study\n102 Faces\n")
+    lines: list[str] = []
+    scores: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    train, test = [], []
+    for i in range(n):
+        image_id = str(953_000 + i)
+        votes = [int(v) for v in rng.integers(0, 40, size=10)]
+        votes[int(rng.integers(0, 10))] += 1  # never all zero
+        tags = [0, 0] if i == 0 else [15, 0] if i == 1 else [17, 1 + int(rng.integers(0, 66))]
+        lines.append(" ".join(map(str, [i + 1, image_id, *votes, *tags, 100 + i % 3])))
+        files.good(image_dir / f"{image_id}.jpg", i)
+        name = f"{prefix}{image_id}.jpg"
+        total = sum(votes)
+        scores[name] = sum(k * c for k, c in enumerate(votes, start=1)) / total
+        counts[name] = total
+        meta[name] = {"tags": [t for t in tags if t], "challenge_id": 100 + i % 3}
+        (train if i % 2 == 0 else test).append(image_id)
+    rejected: Counter[str] = Counter()
+    if broken:
+        k = n + 1
+        lines.append(f"{k} 990001 1 2 3 4 5 6 7 8 9 10 0 0")  # 14 columns
+        rejected["malformed_row"] += 1
+        lines.append(f"{k + 1} 990002 1 2 x 4 5 6 7 8 9 10 0 0 100")
+        rejected["non_numeric_score"] += 1
+        lines.append(f"{k + 2} 990003 1 2 -3 4 5 6 7 8 9 10 0 0 100")
+        rejected["score_out_of_range"] += 1
+        lines.append(f"{k + 3} 990004 0 0 0 0 0 0 0 0 0 0 0 0 100")
+        rejected["no_votes"] += 1
+        lines.append(f"{k + 4} 990005 1 2 3 4 5 6 7 8 9 10 0 0 100")  # no image file
+        rejected["missing_file"] += 1
+        first = lines[0].split(" ", 1)[1]
+        lines.append(f"{k + 5} {first}")
+        rejected["duplicate_id"] += 1
+    if hostile:
+        for j, (label, reason) in enumerate(write_hostile_files(root, image_dir).rows.items()):
+            lines.append(f"{n + 20 + j} {label.removesuffix('.jpg')} 1 2 3 4 5 6 7 8 9 10 0 0 100")
+            rejected[reason] += 1
+    ava_txt = meta_dir / "AVA.txt"
+    ava_txt.write_text("\n".join(lines) + "\n")
+    if hostile:
+        # An id whose bytes are not UTF-8: read as U+FFFD, it cannot name a file.
+        append_bytes(ava_txt, b"990 \xff\xfe990 1 2 3 4 5 6 7 8 9 10 0 0 100\n")
+        rejected["undecodable_name"] += 1
+    lists = meta_dir / "aesthetics_image_lists"
+    lists.mkdir(exist_ok=True)
+    (lists / "generic_ls_train.jpgl").write_text("".join(f"{i}\n" for i in train))
+    (lists / "generic_test.jpgl").write_text("".join(f"{i}\n" for i in test))
+    return FixtureManifest("ava", root, n, dict(rejected), scores, counts, metadata=meta)

@@ -26,10 +26,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import Source, csv_column, iter_scored_csv
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.base import Source, SourceInfo, csv_column, iter_scored_csv
+from hae_data.sources.fixtures import (
+    FixtureManifest,
+    ImageProvider,
+    check_layout,
+    check_n,
+    write_scored_csv,
+)
 
-__all__ = ["BaidSource"]
+__all__ = ["LAYOUTS", "BaidSource", "write_fixture"]
 
 _SPLITS = (("train_set.csv", "train"), ("val_set.csv", "val"), ("test_set.csv", "test"))
 
@@ -37,7 +43,19 @@ _SPLITS = (("train_set.csv", "train"), ("val_set.csv", "val"), ("test_set.csv", 
 class BaidSource(Source):
     """BAID from ``dataset/{train,val,test}_set.csv`` and ``images/``."""
 
-    info = CATALOG["baid"]
+    info = SourceInfo(
+        name="baid",
+        title="BAID",
+        part="overall",
+        scale=(0.0, 10.0),
+        raters="vote-derived mean; no per-rater data",
+        licence="CC BY-NC-ND 4.0 (authors' README); artworks remain the copyright of their "
+        "artists.",
+        citation="Yi, Tian, Gu, Lai, Rosin. Towards Artistic Image Aesthetics Assessment: a "
+        "Large-scale Dataset and a New Method. CVPR 2023.",
+        homepage="https://github.com/Dreemurr-T/BAID",
+        use="training",
+    )
     image_folders = ("images", ".")
 
     def __init__(
@@ -61,3 +79,39 @@ class BaidSource(Source):
         yield from iter_scored_csv(
             self, self.label_files, image_col="image", score_col="score", images=self.images
         )
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+#: The layouts :func:`write_fixture` can produce (``layout=``), the default first.
+LAYOUTS = ("images", "flat")
+
+
+def write_fixture(
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "images",
+    hostile: bool = False,
+) -> FixtureManifest:
+    """``dataset/{train,val,test}_set.csv`` (``image,score``) and ``images/`` (or the root)."""
+    check_n(n)
+    data = root / "dataset"
+    return write_scored_csv(
+        "baid",
+        root,
+        [
+            (data / "train_set.csv", "train"),
+            (data / "val_set.csv", "val"),
+            (data / "test_set.csv", "test"),
+        ],
+        root / ("images" if check_layout("baid", layout, LAYOUTS) == "images" else "."),
+        n=n,
+        images=images,
+        broken=broken,
+        hostile=hostile,
+        scale=(0.0, 10.0),
+        stem=lambda i: str(241_700 + i),
+    )

@@ -60,8 +60,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
+from hae_data.defaults import MIN_RATERS
 from hae_data.records import Part, Record, Rejection
-from hae_data.sources.catalog import SourceInfo
+from hae_data.scores import MosResult, aggregate_mos, check_min_raters
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -69,9 +70,11 @@ __all__ = [
     "CsvLabels",
     "DirectoryIndex",
     "FolderChoice",
+    "RaterSource",
     "RowError",
     "Source",
     "SourceFormatError",
+    "SourceInfo",
     "SourceRootError",
     "csv_column",
     "csv_rows",
@@ -102,6 +105,40 @@ class SourceRootError(FileNotFoundError):
 
 class SourceFormatError(ValueError):
     """A label file is missing or lacks a required column, so nothing can be loaded from it."""
+
+
+#: What a source is for: one of HumanBeauty-58K's six public sources (``training``), the
+#: 12-dimension annotations (``annotations``), the authors' public release (``release``), or an
+#: evaluation-only set (``zero_shot``, SPEC 3.4).
+USES = ("training", "annotations", "release", "zero_shot")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a user needs to know about one source before using it: its catalogue entry.
+
+    Each loader class carries its entry as ``info``; :data:`hae_data.sources.CATALOG` gathers
+    them, and the dataset card prints each source's licence terms from there. Licence lines
+    summarise the authors' stated terms; they are not legal advice, and the card tells users to
+    read the original terms.
+    """
+
+    name: str
+    title: str
+    part: str
+    scale: tuple[float, float]
+    raters: str
+    licence: str
+    citation: str
+    homepage: str
+    #: One of :data:`USES`.
+    use: str
+    #: False where the native layout is not confirmed against a real copy of the data.
+    layout_confirmed: bool = True
+
+    def __post_init__(self) -> None:
+        if self.use not in USES:
+            raise ValueError(f"{self.name}: use must be one of {USES}, got {self.use!r}")
 
 
 def relpath(path: Path, root: Path) -> str:
@@ -468,7 +505,7 @@ _HOW = {
 class Source(ABC):
     """One source dataset, read from its native layout under ``root``.
 
-    Subclasses set ``info`` (their :data:`~hae_data.sources.catalog.CATALOG` entry) and
+    Subclasses set ``info`` (their :class:`SourceInfo`, the catalogue entry) and
     implement :meth:`iter_items`, which streams records and rejections in file order. The
     constructor only checks the root and finds files; nothing is read until iteration. The
     image folder (:attr:`images`) is chosen on first use from ``images_dir``, the subclass's
@@ -669,6 +706,48 @@ class Source(ABC):
             elif fallback and rej.file_name.strip() in ("", "None", "nan"):
                 rej.file_name = fallback
             yield rej
+
+
+class RaterSource(Source):
+    """A source published as one rating per (image, rater), whose MOS is computed here.
+
+    What the per-rater loaders (SCUT-FBP5500, MEBeauty, HumanBeauty-50K, LAPIS) share: the
+    ``min_raters`` option, checked once (default :data:`hae_data.defaults.MIN_RATERS`), and
+    :meth:`_mos`, which averages each image's valid ratings with
+    :func:`hae_data.scores.aggregate_mos` and rejects images rated by fewer than ``min_raters``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        min_raters: int = MIN_RATERS,
+        images_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(root, images_dir=images_dir)
+        self.min_raters = check_min_raters(min_raters)
+
+    def _mos(
+        self,
+        ratings: Any,
+        columns: Sequence[str],
+        *,
+        scale: tuple[float, float] | None = None,
+        **names: str,
+    ) -> MosResult:
+        """The MOS of ``ratings`` (a frame, one row per rating) over ``columns``.
+
+        ``scale`` defaults to the catalogue's; ``names`` are :func:`aggregate_mos`'s
+        ``image_col`` / ``rater_col`` where the table names them otherwise.
+        """
+        return aggregate_mos(
+            ratings,
+            list(columns),
+            source=self.info.name,
+            scale=self.info.scale if scale is None else scale,
+            min_raters=self.min_raters,
+            **names,
+        )
 
 
 class RowError(ValueError):

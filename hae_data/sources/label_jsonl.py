@@ -40,15 +40,29 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from annotation_schema import load_standard
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import DirectoryIndex, Source, parse_score, read_text_lines, relpath
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.base import (
+    DirectoryIndex,
+    Source,
+    SourceInfo,
+    parse_score,
+    read_text_lines,
+    relpath,
+)
+from hae_data.sources.fixtures import (
+    FixtureImages,
+    FixtureManifest,
+    ImageProvider,
+    check_n,
+    seeded_rng,
+)
 
-__all__ = ["PARTS_58K_50K", "ReleaseSource", "release_source_key"]
+__all__ = ["PARTS_58K_50K", "ReleaseSource", "release_source_key", "write_fixture"]
 
 #: The release's two part folders.
 PARTS_58K_50K = ("HumanBeauty-58K", "HumanBeauty-50K")
@@ -70,7 +84,20 @@ def release_source_key(value: str, extra: Mapping[str, str] | None = None) -> st
 class ReleaseSource(Source):
     """The public release's ``label.jsonl`` files and their ``images/`` folders."""
 
-    info = CATALOG["humanbeauty_release"]
+    info = SourceInfo(
+        name="humanbeauty_release",
+        title="HumanBeauty public release (label.jsonl)",
+        part="overall+fine_grained",
+        scale=(0.0, 1.0),
+        raters="scores already normalised by the authors; 12-dimension rows are means of "
+        "at least 9 raters",
+        licence="As distributed by the HumanAesExpert authors; research use. Images keep the "
+        "terms of their original sources.",
+        citation="Liao et al. HumanAesExpert: Advancing a Multi-Modality Foundation Model for "
+        "Human Image Aesthetic Assessment. arXiv 2503.23907, 2025.",
+        homepage="https://huggingface.co/datasets/HumanBeauty/HumanBeauty_Dataset",
+        use="release",
+    )
 
     def __init__(
         self, root: str | os.PathLike[str], *, source_map: Mapping[str, str] | None = None
@@ -86,6 +113,9 @@ class ReleaseSource(Source):
             self._find(
                 ["label.jsonl", *(f"{p}/label.jsonl" for p in PARTS_58K_50K)], what="label.jsonl"
             )
+        # The catalogue is gathered from every source module, this one included: read it now.
+        from hae_data.sources import CATALOG
+
         bad = {k: v for k, v in (source_map or {}).items() if v not in CATALOG}
         if bad:
             raise ValueError(f"source_map values must be catalogue keys: {bad}")
@@ -219,3 +249,88 @@ class ReleaseSource(Source):
         # Already normalised by the authors: passes through normalise_by_source untouched.
         rec.score = rec.raw_score
         yield rec
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+_RELEASE_SOURCES = (
+    ("AVA", "ava"),
+    ("TAD66K", "tad66k"),
+    ("SCUT-FBP5500", "scut_fbp5500"),
+    ("MEBeauty", "mebeauty"),
+    ("BAID", "baid"),
+    ("AGIQA-3K", "agiqa_3k"),
+)
+
+
+def write_fixture(
+    root: Path, *, n: int = 8, images: ImageProvider = None, broken: bool = True
+) -> FixtureManifest:
+    """``HumanBeauty-58K/`` and ``HumanBeauty-50K/``, each with ``label.jsonl`` and ``images/``."""
+    check_n(n, 2)
+    from hae_data.levels import score_to_level
+
+    rng = seeded_rng("release")
+    files = FixtureImages(images, n)
+    n50 = max(1, n // 3)
+    lines = {"HumanBeauty-58K": [], "HumanBeauty-50K": []}
+    scores, dims, meta = {}, {}, {}
+    root_index = load_standard().root - 1
+    for i in range(n):
+        if i < n - n50:
+            part = "HumanBeauty-58K"
+            label, key = _RELEASE_SOURCES[i % len(_RELEASE_SOURCES)]
+            name = f"{label.lower()}_{i:05d}.jpg"
+            score = round(float(rng.uniform(0.02, 0.98)), 4)
+            entry = {
+                "image_name": name,
+                "source": label,
+                "score": score,
+                "text_level": score_to_level(score),
+            }
+            scores[f"{part}/images/{name}"] = score
+        else:
+            part = "HumanBeauty-50K"
+            key = "humanbeauty_50k"
+            name = f"hb50k_{i:05d}.jpg"
+            values = [round(float(v), 4) for v in rng.uniform(0.1, 0.95, 12)]
+            entry = {
+                "image_name": name,
+                "source": "HumanBeauty-50K",
+                "score": values,
+                "text_level": None,
+            }
+            scores[f"{part}/images/{name}"] = values[root_index]
+            dims[f"{part}/images/{name}"] = values
+        files.good(root / part / "images" / name, i)
+        lines[part].append(json.dumps(entry))
+        meta[f"{part}/images/{name}"] = {"source": key}
+    rejected: Counter[str] = Counter()
+    if broken:
+        bad = lines["HumanBeauty-58K"]
+        bad.append('{"image_name": "broken.jpg", "source": "AVA", "score": ')
+        rejected["malformed_row"] += 1
+        bad.append(json.dumps({"image_name": "noscore.jpg", "source": "AVA", "text_level": "fair"}))
+        rejected["missing_column"] += 1
+        bad.append(json.dumps({"image_name": "high.jpg", "source": "AVA", "score": 1.3}))
+        rejected["score_out_of_range"] += 1
+        bad.append(json.dumps({"image_name": "word.jpg", "source": "AVA", "score": "good"}))
+        rejected["non_numeric_score"] += 1
+        bad.append(json.dumps({"image_name": "flickr.jpg", "source": "Flickr", "score": 0.5}))
+        rejected["unknown_source"] += 1
+        bad.append(json.dumps({"image_name": "gone.jpg", "source": "BAID", "score": 0.5}))
+        rejected["missing_file"] += 1
+        bad.append(lines["HumanBeauty-58K"][0])
+        rejected["duplicate_id"] += 1
+        lines["HumanBeauty-50K"].append(
+            json.dumps(
+                {"image_name": "eleven.jpg", "source": "HumanBeauty-50K", "score": [0.5] * 11}
+            )
+        )
+        rejected["malformed_row"] += 1
+    for part, content in lines.items():
+        (root / part).mkdir(parents=True, exist_ok=True)
+        (root / part / "label.jsonl").write_text("\n".join(content) + "\n")
+    return FixtureManifest(
+        "humanbeauty_release", root, n, dict(rejected), scores, dimension_scores=dims, metadata=meta
+    )

@@ -49,26 +49,37 @@ import csv
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hae_data.defaults import MIN_RATERS
 from hae_data.records import Record, Rejection
-from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     CsvLabels,
     DirectoryIndex,
-    Source,
+    RaterSource,
     SourceFormatError,
+    SourceInfo,
     parse_score,
     read_text_lines,
     relpath,
 )
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.fixtures import (
+    FixtureImages,
+    FixtureManifest,
+    ImageProvider,
+    check_n,
+    mean_std,
+    seeded_rng,
+    write_csv,
+)
 
-__all__ = ["LAPIS_SPLITS", "LapisSource"]
+__all__ = ["LAPIS_SPLITS", "LapisSource", "write_fixture"]
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +129,23 @@ def _pick(header: Sequence[str], option: str | None, candidates: Sequence[str]) 
     return next((lowered[c] for c in candidates if c in lowered), None)
 
 
-class LapisSource(Source):
+class LapisSource(RaterSource):
     """LAPIS's official test split (``split``) from its per-rater table and ``images/``."""
 
-    info = CATALOG["lapis"]
+    info = SourceInfo(
+        name="lapis",
+        title="LAPIS (zero-shot evaluation)",
+        part="overall",
+        scale=(0.0, 100.0),
+        raters="552 raters, about 24 per image, on a visual analogue scale; MOS computed "
+        "here from the per-rater ratings",
+        licence="Access on request from the authors; research use (authors' terms).",
+        citation="Maerten, Chen, De Winter, Bossens, Wagemans. LAPIS: a novel dataset for "
+        "personalized image aesthetic assessment. CVPR Workshops (CVEU) 2025.",
+        homepage="https://github.com/Anne-SofieMaerten/LAPIS",
+        use="zero_shot",
+        layout_confirmed=False,
+    )
 
     def __init__(
         self,
@@ -137,8 +161,7 @@ class LapisSource(Source):
         split: str = "test",
         split_file: str | None = None,
     ) -> None:
-        super().__init__(root)
-        self.min_raters = check_min_raters(min_raters)
+        super().__init__(root, min_raters=min_raters)
         self.scale = tuple(scale) if scale is not None else self.info.scale
         if split not in LAPIS_SPLITS:
             raise ValueError(f"LAPIS: split must be one of {list(LAPIS_SPLITS)}, got {split!r}")
@@ -225,9 +248,7 @@ class LapisSource(Source):
             yield from self._summary(rows, index, where)
             return
         df = pd.DataFrame(rows, columns=["image", "rater", "rating"])
-        result = aggregate_mos(
-            df, ["rating"], source=self.info.name, scale=self.scale, min_raters=self.min_raters
-        )
+        result = self._mos(df, ["rating"], scale=self.scale)
         to_path = {n: self._resolve(n, index) for n in df["image"].unique() if n}
         yield from self._fix_mos_rejections(result.rejections, to_path, where)
         for image, row in result.table.iterrows():
@@ -263,3 +284,67 @@ class LapisSource(Source):
                 continue
             assert value is not None
             yield self._record(path, value)
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+
+def write_fixture(
+    root: Path, *, n: int = 5, images: ImageProvider = None, broken: bool = True, raters: int = 12
+) -> FixtureManifest:
+    """``annotation/LAPIS_individualratings_metaANDdemodata.csv`` (``image_id,file,
+    participant_id,response`` on 0-100, ``file`` = ``<genre>/<name>``), ``images/`` and
+    ``imageset/{Train,Val,Test}ImageSet.txt``: the ``n`` good images (and the broken cases) are
+    in the test list, two more rated images in the train list, which the loader must skip."""
+    check_n(n, 2 if broken else 1)
+    rng = seeded_rng("lapis")
+    files = FixtureImages(images, n)
+    rows: list[list[Any]] = [["image_id", "file", "participant_id", "response"]]
+    expect: dict[str, list[float]] = {}
+    test, train = [], []
+
+    def rate(number: int, image: str, rater: int, value: object) -> None:
+        rows.append([number, f"portrait/{image}", rater, value])
+
+    for i in range(n):
+        image = f"lapis_{i:05d}.jpg"
+        files.good(root / "images" / image, i)
+        test.append(image)
+        centre = rng.uniform(20, 80)
+        expect[image] = []
+        for r in range(raters):
+            value = round(float(np.clip(rng.normal(centre, 12), 0, 100)), 1)
+            rate(i, image, r, value)
+            expect[image].append(value)
+    for j in range(2):  # rated, on disk, but not in the test list
+        image = f"lapis_train_{j:05d}.jpg"
+        files.extra_file(root / "images" / image)
+        train.append(image)
+        for r in range(raters):
+            rate(500 + j, image, r, 30 + r)
+    rejected: Counter[str] = Counter()
+    if broken:
+        rate(0, "lapis_00000.jpg", 900, "sixty")
+        rejected["non_numeric_rating"] += 1
+        rate(1, "lapis_00001.jpg", 901, 101)
+        rejected["rating_out_of_range"] += 1
+        rate(1, "lapis_00001.jpg", 0, 50)  # rater 0 rated lapis_00001 already
+        expect["lapis_00001.jpg"] = expect["lapis_00001.jpg"][1:]
+        rejected["duplicate_rating"] += 2
+        files.extra_file(root / "images" / "lapis_09990.jpg")
+        for r in range(5):
+            rate(9990, "lapis_09990.jpg", r, 40)
+        rejected["too_few_raters"] += 1
+        for r in range(raters):
+            rate(9991, "lapis_09991.jpg", r, 40)
+        rejected["missing_file"] += 1
+        test += ["lapis_09990.jpg", "lapis_09991.jpg"]
+    write_csv(root / "annotation" / "LAPIS_individualratings_metaANDdemodata.csv", rows)
+    (root / "imageset").mkdir(parents=True, exist_ok=True)
+    for name, listed in (("Test", test), ("Train", train), ("Val", [])):
+        (root / "imageset" / f"{name}ImageSet.txt").write_text("".join(f"{x}\n" for x in listed))
+    scores, counts = {}, {}
+    for image, values in expect.items():
+        scores[f"images/{image}"], _ = mean_std(values)
+        counts[f"images/{image}"] = len(values)
+    return FixtureManifest("lapis", root, n, dict(rejected), scores, counts)

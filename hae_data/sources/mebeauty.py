@@ -53,29 +53,41 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hae_data.defaults import MIN_RATERS
 from hae_data.records import Record, Rejection
-from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     IMAGE_EXTENSIONS,
     DirectoryIndex,
-    Source,
+    RaterSource,
     SourceFormatError,
+    SourceInfo,
     iter_xlsx_rows,
     log_folder_choice,
     read_text_lines,
     relpath,
 )
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.fixtures import (
+    FixtureImages,
+    FixtureManifest,
+    ImageProvider,
+    check_layout,
+    check_n,
+    mean_std,
+    seeded_rng,
+    write_hostile_files,
+    write_xlsx,
+)
 
-__all__ = ["MebeautySource"]
+__all__ = ["LAYOUTS", "MebeautySource", "write_fixture"]
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +143,22 @@ def _walk_files(folder: Path) -> list[str]:
     return out
 
 
-class MebeautySource(Source):
+class MebeautySource(RaterSource):
     """MEBeauty from the per-rater workbook, the split lists and ``original_images/``."""
 
-    info = CATALOG["mebeauty"]
+    info = SourceInfo(
+        name="mebeauty",
+        title="MEBeauty",
+        part="overall",
+        scale=(1.0, 10.0),
+        raters="per-rater workbook (scores/generic_scores_all_2022.xlsx), 360 rater columns "
+        "(the README says about 300 raters); MOS computed here",
+        licence="Non-commercial research use only (the repository's README).",
+        citation="Lebedeva, Guo, Ying. MEBeauty: a multi-ethnic facial beauty dataset "
+        "in-the-wild. Neural Computing and Applications, 2021.",
+        homepage="https://github.com/fbplab/MEBeauty-database",
+        use="training",
+    )
     image_folders = ("original_images", "images", ".")
 
     def __init__(
@@ -145,8 +169,7 @@ class MebeautySource(Source):
         ratings_file: str = "scores/generic_scores_all_2022.xlsx",
         images_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(root, images_dir=images_dir)
-        self.min_raters = check_min_raters(min_raters)
+        super().__init__(root, min_raters=min_raters, images_dir=images_dir)
         self.ratings_file = self._find(
             [ratings_file, Path(ratings_file).name], what=f"per-rater workbook {ratings_file}"
         )
@@ -325,14 +348,7 @@ class MebeautySource(Source):
         yield from problems.values()
         df = df[~df["image"].isin(list(problems))]
 
-        lo, hi = self.info.scale
-        result = aggregate_mos(
-            df,
-            ["rating"],
-            source=self.info.name,
-            scale=(lo, hi),
-            min_raters=self.min_raters,
-        )
+        result = self._mos(df, ["rating"])
         yield from self._fix_mos_rejections(result.rejections, resolved, where)
         split_of, published = self._split_lists()
         for image, row in result.table.iterrows():
@@ -364,3 +380,132 @@ def _cell(values: tuple[object, ...], col: int | None) -> str:
     if col is None or col >= len(values) or values[col] is None:
         return ""
     return str(values[col]).strip()
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+_ME_GROUPS = [
+    ("female", "asian"),
+    ("male", "black"),
+    ("female", "caucasian"),
+    ("male", "hispanic"),
+    ("female", "indian"),
+    ("male", "mideastern"),
+]
+_ME_RATERS = [f"A{17 + k}XQ{k:02d}" for k in range(10)] + ["femalecf29", "malecm37"]
+
+
+_ME_AUTHORS = "/home/ubuntu/ME-beautydatabase/images"
+
+#: The layouts :func:`write_fixture` can produce (``layout=``), the default first.
+LAYOUTS = ("repo", "images")
+
+
+def write_fixture(
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "repo",
+    hostile: bool = False,
+) -> FixtureManifest:
+    """The MEBeauty repository's layout (``repo``): ``original_images/<gender>/<ethnicity>/``,
+    the wide workbook ``scores/generic_scores_all_2022.xlsx`` (``mean``, ``image``, ``path``,
+    12 rater columns) and split lists ``scores/{train,val,test}_2022.txt`` naming the crops,
+    quoted where a name holds a space. In it one bare name is filed in two folders (both rated,
+    each row's ``path`` says which) and one row has no ``path``. ``images``: the earlier layout,
+    ``images/<gender>/<ethnicity>/`` and a workbook with bare names only (``image``, raters,
+    ``mean``), split lists with the authors' absolute paths."""
+    check_n(n, 3 if broken else 1)
+    repo = check_layout("mebeauty", layout, LAYOUTS) == "repo"
+    image_root = root / ("original_images" if repo else "images")
+    rng = seeded_rng("mebeauty")
+    files = FixtureImages(images, n)
+    header = ["mean", "image", "path", *_ME_RATERS] if repo else ["image", *_ME_RATERS, "mean"]
+
+    def row(name: str, path: str, cells: list[Any]) -> list[Any]:
+        rated = [float(c) for c in cells if isinstance(c, int | float)]
+        mean = round(float(np.mean(rated)), 3) if rated else None
+        return [mean, name, path, *cells] if repo else [name, *cells, mean]
+
+    def authors(rel: str) -> str:
+        return f"{_ME_AUTHORS}/{rel}"
+
+    sheet: list[list[Any]] = [header]
+    cells_of: dict[str, list[Any]] = {}
+    rel_of: dict[str, str] = {}
+    for i in range(n):
+        gender, ethnicity = _ME_GROUPS[i % len(_ME_GROUPS)]
+        name = (
+            f"woman-{4_686_000 + i}_1920.jpg"
+            if gender == "female"
+            else f"man-{921_000 + i}_1920.jpg"
+        )
+        if repo and i == 0:
+            name = name.replace(".jpg", " (1).jpg")  # quoted in the split lists
+        if repo and n >= 4 and i >= n - 2:
+            name = "shared-face.jpg"  # one bare name, two folders: the path cell decides
+        rel = f"{gender}/{ethnicity}/{name}"
+        files.good(image_root / rel, i)
+        centre = rng.uniform(3.0, 8.0)
+        cells: list[Any] = []
+        for k in range(len(_ME_RATERS)):
+            # Raters 10 and 11 skip every other image: empty cells are "not rated".
+            if k >= 10 and i % 2:
+                cells.append(None)
+            else:
+                cells.append(int(np.clip(round(rng.normal(centre, 1.5)), 1, 10)))
+        rel_of[rel] = rel
+        cells_of[rel] = cells
+    rejected: Counter[str] = Counter()
+    expect = {rel: [float(c) for c in cells if c is not None] for rel, cells in cells_of.items()}
+    rels = list(rel_of)
+    if broken:
+        cells_of[rels[0]][0] = "n/a"
+        expect[rels[0]] = expect[rels[0]][1:]
+        rejected["non_numeric_rating"] += 1
+        cells_of[rels[1]][0] = 11
+        expect[rels[1]] = expect[rels[1]][1:]
+        rejected["rating_out_of_range"] += 1
+    for k, rel in enumerate(rels):
+        name = rel.rsplit("/", 1)[-1]
+        # The authors' workbook leaves some path cells empty: the bare name finds the file.
+        path = "" if k == 1 else authors(rel)
+        sheet.append(row(name, path if repo else "", cells_of[rel]))
+    if broken:
+        files.extra_file(image_root / "female" / "black" / "few-raters.jpg")
+        few = [5, 6, 7, 5, 6, *[None] * 7]
+        sheet.append(row("few-raters.jpg", authors("female/black/few-raters.jpg"), few))
+        rejected["too_few_raters"] += 1
+        sheet.append(row("ghost.jpg", authors("male/asian/ghost.jpg"), [6] * 12))
+        rejected["missing_file"] += 1
+        sheet.append(row(sheet[3][1 if repo else 0], sheet[3][2] if repo else "", [1] * 12))
+        rejected["duplicate_id"] += 1
+        files.extra_file(image_root / "female" / "hispanic" / "2.jpg")
+        files.extra_file(image_root / "male" / "black" / "2.jpg")
+        sheet.append(row("2.jpg", "", [5] * 12))  # a bare name in two folders, no path
+        rejected["ambiguous_file"] += 1
+    if hostile:
+        folder = image_root / "female" / "asian"
+        for label, reason in write_hostile_files(root, folder).rows.items():
+            cell = label if label.startswith("/") else authors(f"female/asian/{label}")
+            # Without a path column the image cell itself carries the hostile path.
+            sheet.append(row(label.rsplit("/", 1)[-1] if repo else label, cell, [6] * 12))
+            rejected[reason] += 1
+    write_xlsx(root / "scores" / "generic_scores_all_2022.xlsx", {"Sheet1": sheet})
+    scores, counts, meta = {}, {}, {}
+    lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for i, (rel, values) in enumerate(expect.items()):
+        key = f"{image_root.name}/{rel}"
+        scores[key], _ = mean_std(values)
+        counts[key] = len(values)
+        split = ("train", "train", "val", "test")[i % 4]
+        gender, ethnicity = rel.split("/")[:2]
+        meta[key] = {"gender": gender, "ethnicity": ethnicity, "official_split": split}
+        listed = f"./cropped_images/images_crop_align_mtcnn/{rel}" if repo else authors(rel)
+        listed = f'"{listed}"' if " " in listed else listed
+        lists[split].append(f"{listed} {scores[key]}")
+    for split, lines in lists.items():
+        (root / "scores" / f"{split}_2022.txt").write_text("\n".join(lines) + "\n")
+    return FixtureManifest("mebeauty", root, n, dict(rejected), scores, counts, metadata=meta)

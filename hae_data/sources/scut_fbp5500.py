@@ -40,27 +40,40 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hae_data.defaults import MIN_RATERS
 from hae_data.records import Record, Rejection
-from hae_data.scores import aggregate_mos, check_min_raters
 from hae_data.sources.base import (
     DirectoryIndex,
-    Source,
+    RaterSource,
     SourceFormatError,
+    SourceInfo,
     iter_xlsx_rows,
     read_text_lines,
     relpath,
     xlsx_sheet_names,
     xlsx_sheet_sizes,
 )
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.fixtures import (
+    FixtureImages,
+    FixtureManifest,
+    ImageProvider,
+    check_layout,
+    check_n,
+    mean_std,
+    seeded_rng,
+    write_hostile_files,
+    write_xlsx,
+)
 
-__all__ = ["SUBSETS", "ScutFbp5500Source"]
+__all__ = ["LAYOUTS", "SUBSETS", "ScutFbp5500Source", "write_fixture"]
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +115,21 @@ def _has_columns(path: Path, sheet: str) -> bool:
     return False
 
 
-class ScutFbp5500Source(Source):
+class ScutFbp5500Source(RaterSource):
     """SCUT-FBP5500 from ``All_Ratings.xlsx`` (60 raters per image) and ``Images/``."""
 
-    info = CATALOG["scut_fbp5500"]
+    info = SourceInfo(
+        name="scut_fbp5500",
+        title="SCUT-FBP5500",
+        part="overall",
+        scale=(1.0, 5.0),
+        raters="60 raters rated every image (All_Ratings.xlsx); MOS computed here",
+        licence="Non-commercial research use only (the repository's README).",
+        citation="Liang et al. SCUT-FBP5500: A Diverse Benchmark Dataset for Multi-Paradigm "
+        "Facial Beauty Prediction. ICPR 2018.",
+        homepage="https://github.com/HCIILAB/SCUT-FBP5500-Database-Release",
+        use="training",
+    )
     image_folders = ("Images", "images", ".")
 
     def __init__(
@@ -116,8 +140,7 @@ class ScutFbp5500Source(Source):
         images_dir: str | os.PathLike[str] | None = None,
         sheet: str | None = None,
     ) -> None:
-        super().__init__(root, images_dir=images_dir)
-        self.min_raters = check_min_raters(min_raters)
+        super().__init__(root, min_raters=min_raters, images_dir=images_dir)
         self.sheet = sheet
         self.ratings_file = self._find(
             ["All_Ratings.xlsx", "train_test_files/All_Ratings.xlsx"], what="All_Ratings.xlsx"
@@ -208,16 +231,7 @@ class ScutFbp5500Source(Source):
     def iter_items(self) -> Iterator[Record | Rejection]:
         """MOS per image from the 60 ratings; records in file-name order after the rejections."""
         df = self.ratings()
-        lo, hi = self.info.scale
-        result = aggregate_mos(
-            df,
-            ["Rating"],
-            source=self.info.name,
-            scale=(lo, hi),
-            min_raters=self.min_raters,
-            image_col="Filename",
-            rater_col="Rater",
-        )
+        result = self._mos(df, ["Rating"], image_col="Filename", rater_col="Rater")
         names = df["Filename"].dropna().unique()
         self.discover_images(str(n) for n in names)
         to_path = {n: self.images / n for n in names}
@@ -255,3 +269,126 @@ class ScutFbp5500Source(Source):
                 score_std=None if math.isnan(std) else std,
                 metadata=metadata,
             )
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+_SCUT_PREFIXES = ("AF", "AM", "CF", "CM")
+SCUT_RATERS = 60
+
+
+#: SCUT-FBP5500 workbook layouts: sheet name -> which rows (``None``: all of them).
+_SCUT_SHEETS: dict[str, dict[str, str | None]] = {
+    "all_sheet": {"Asian_Female": "AF", "ALL": None},
+    "one_sheet": {"Sheet1": None},
+    "largest_sheet": {"Asian_Female": "AF", "Sheet1": None, "Caucasian_Male": "CM"},
+}
+
+#: The layouts :func:`write_fixture` can produce (``layout=``), the default first.
+LAYOUTS = tuple(_SCUT_SHEETS)
+
+
+def write_fixture(
+    root: Path,
+    *,
+    n: int = 8,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "all_sheet",
+    hostile: bool = False,
+) -> FixtureManifest:
+    """``Images/``, ``All_Ratings.xlsx`` (60 raters per image: ``Rater, Filename, Rating,
+    original Rating``) and ``train_test_files/``. The workbook's sheets follow ``layout``:
+    ``all_sheet`` a decoy subset sheet, then ``ALL``; ``one_sheet`` a single sheet;
+    ``largest_sheet`` subset sheets around an unnamed full one."""
+    check_n(n, 4 if broken else 1)
+    sheets = _SCUT_SHEETS[check_layout("scut_fbp5500", layout, LAYOUTS)]
+    rng = seeded_rng("scut")
+    files = FixtureImages(images, n)
+    header = ["Rater", "Filename", "Rating", "original Rating"]
+    ratings: dict[str, list[tuple[object, object]]] = {}
+    names = [f"{_SCUT_PREFIXES[i % 4]}{i // 4 + 1}.jpg" for i in range(n)]
+    for i, name in enumerate(names):
+        centre = rng.uniform(1.8, 4.2)
+        values = np.clip(np.rint(rng.normal(centre, 0.7, SCUT_RATERS)), 1, 5).astype(int)
+        ratings[name] = [(r + 1, int(v)) for r, v in enumerate(values)]
+        files.good(root / "Images" / name, i)
+    rejected: Counter[str] = Counter()
+    extra_rows: list[list[Any]] = []
+    expect = {name: [float(v) for _, v in rows] for name, rows in ratings.items()}
+    if broken:
+        # A non-numeric and an out-of-range rating: dropped, the image keeps 59 raters.
+        r0 = ratings[names[0]]
+        r0[0] = (r0[0][0], "abc")
+        expect[names[0]] = expect[names[0]][1:]
+        rejected["non_numeric_rating"] += 1
+        r1 = ratings[names[1]]
+        r1[0] = (r1[0][0], 7)
+        expect[names[1]] = expect[names[1]][1:]
+        rejected["rating_out_of_range"] += 1
+        # The same rater twice for one image: both copies go (58 raters left).
+        r2 = ratings[names[2]]
+        extra_rows.append([r2[5][0], names[2], 3, 3])
+        expect[names[2]] = [float(v) for k, (_, v) in enumerate(r2) if k != 5]
+        rejected["duplicate_rating"] += 2
+        # An image rated by only 5 raters, one whose file is missing, a row without a file name.
+        ratings["AM901.jpg"] = [(r + 1, 3) for r in range(5)]
+        files.extra_file(root / "Images" / "AM901.jpg")
+        rejected["too_few_raters"] += 1
+        ratings["CF902.jpg"] = [(r + 1, 4) for r in range(SCUT_RATERS)]
+        rejected["missing_file"] += 1
+        extra_rows.append([7, None, 3, 3])
+        rejected["malformed_rating_row"] += 1
+    if hostile:
+        for label, reason in write_hostile_files(root, root / "Images").rows.items():
+            ratings[label] = [(r + 1, 3) for r in range(SCUT_RATERS)]
+            rejected[reason] += 1
+    all_rows = [header]
+    for name, rows in ratings.items():
+        all_rows.extend([rater, name, value, value] for rater, value in rows)
+    all_rows.extend(extra_rows)
+    write_xlsx(
+        root / "All_Ratings.xlsx",
+        {
+            sheet: all_rows
+            if subset is None
+            else [header] + [row for row in all_rows[1:] if str(row[1] or "").startswith(subset)]
+            for sheet, subset in sheets.items()
+        },
+    )
+    scores, counts, meta = {}, {}, {}
+    tt = root / "train_test_files"
+    split = tt / "split_of_60%training and 40%testing"
+    split.mkdir(parents=True, exist_ok=True)
+    published = {name: float(np.mean([v for v in vals])) for name, vals in expect.items()}
+    train_lines, test_lines = [], []
+    for i, name in enumerate(names):
+        key = f"Images/{name}"
+        scores[key], _ = mean_std(expect[name])
+        counts[key] = len(expect[name])
+        subset = {
+            "AF": ("asian", "female"),
+            "AM": ("asian", "male"),
+            "CF": ("caucasian", "female"),
+            "CM": ("caucasian", "male"),
+        }[name[:2]]
+        in_train = i % 5 < 3
+        meta[key] = {
+            "ethnicity": subset[0],
+            "gender": subset[1],
+            "official_split": "train" if in_train else "test",
+            "cv_fold": i % 5 + 1,
+        }
+        (train_lines if in_train else test_lines).append(f"{name} {published[name]:.6f}")
+    (split / "train.txt").write_text("\n".join(train_lines) + "\n")
+    (split / "test.txt").write_text("\n".join(test_lines) + "\n")
+    (tt / "All_labels.txt").write_text("".join(f"{k} {v:.6f}\n" for k, v in published.items()))
+    for k in range(1, 6):
+        cv = tt / "5_folders_cross_validations_files" / f"cross_validation_{k}"
+        cv.mkdir(parents=True, exist_ok=True)
+        test = [name for i, name in enumerate(names) if i % 5 + 1 == k]
+        (cv / f"test_{k}.txt").write_text("".join(f"{t} {published[t]:.6f}\n" for t in test))
+        (cv / f"train_{k}.txt").write_text(
+            "".join(f"{t} {published[t]:.6f}\n" for t in names if t not in test)
+        )
+    return FixtureManifest("scut_fbp5500", root, n, dict(rejected), scores, counts, metadata=meta)

@@ -44,10 +44,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import Source, csv_column, iter_scored_csv
-from hae_data.sources.catalog import CATALOG
+from hae_data.sources.base import Source, SourceInfo, csv_column, iter_scored_csv
+from hae_data.sources.fixtures import (
+    FixtureManifest,
+    ImageProvider,
+    check_layout,
+    check_n,
+    write_csv,
+    write_scored_csv,
+)
 
-__all__ = ["Tad66kSource"]
+__all__ = ["LAYOUTS", "Tad66kSource", "write_fixture"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,19 @@ _LABEL_DIRS = ("labels", "dataset", ".")
 class Tad66kSource(Source):
     """TAD66K from ``merge/{train,test}.csv`` (under ``labels/`` or ``dataset/``) and its images."""
 
-    info = CATALOG["tad66k"]
+    info = SourceInfo(
+        name="tad66k",
+        title="TAD66K",
+        part="overall",
+        scale=(0.0, 10.0),
+        raters="mean of at least 1,200 ratings per image; no per-rater data released",
+        licence="No dataset licence stated; the authors' repository (code and labels) is "
+        "Apache-2.0 and the images come from the web: research use only.",
+        citation="He, Zhang, Xie, Jiang, Ming. Rethinking Image Aesthetics Assessment: "
+        "Models, Datasets and Benchmarks. IJCAI 2022.",
+        homepage="https://github.com/woshidandan/TANet-image-aesthetics-and-quality-assessment",
+        use="training",
+    )
     image_folders = ("TAD66K", "imgs", "images", "img", ".")
 
     def __init__(
@@ -123,3 +142,57 @@ class Tad66kSource(Source):
             images=self.images,
             row_hook=hook,
         )
+
+
+# -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
+
+#: TAD66K layouts: (folder holding ``merge/`` and ``unmerge/``, image folder).
+_TAD_LAYOUTS = {
+    "imgs": ("labels", "imgs"),
+    "drive": ("labels", "TAD66K"),
+    "repo": ("dataset", "."),
+    "images": ("labels", "images"),
+}
+
+#: The layouts :func:`write_fixture` can produce (``layout=``), the default first.
+LAYOUTS = tuple(_TAD_LAYOUTS)
+
+
+def write_fixture(
+    root: Path,
+    *,
+    n: int = 6,
+    images: ImageProvider = None,
+    broken: bool = True,
+    layout: str = "imgs",
+    hostile: bool = False,
+) -> FixtureManifest:
+    """``<labels>/merge/{train,test}.csv`` (``image,score``, CRLF as the authors ship them),
+    per-theme files ``<labels>/unmerge/{train,test}/<theme>.csv`` and the image folder, as
+    ``layout`` puts them (``drive``: ``labels/`` and ``TAD66K/``, the authors' download)."""
+    check_n(n)
+    labels_dir, image_dir = (
+        root / d for d in _TAD_LAYOUTS[check_layout("tad66k", layout, LAYOUTS)]
+    )
+    merge = labels_dir / "merge"
+    manifest = write_scored_csv(
+        "tad66k",
+        root,
+        [(merge / "train.csv", "train"), (merge / "test.csv", "test")],
+        image_dir,
+        n=n,
+        images=images,
+        broken=broken,
+        hostile=hostile,
+        scale=(0.0, 10.0),
+        stem=lambda i: str(1_003_000 + i),
+    )
+    # Per-theme label files naming the first image (train) and the last one (test).
+    good = list(manifest.scores)
+    for key, split, theme in ((good[0], "train", "portrait"), (good[-1], "test", "family")):
+        write_csv(
+            labels_dir / "unmerge" / split / f"{theme}.csv",
+            [["image", "score"], [key.rsplit("/", 1)[-1], manifest.scores[key]]],
+        )
+        manifest.metadata[key]["theme"] = theme
+    return manifest

@@ -9,9 +9,8 @@ import pytest
 from hae_data.hashing import content_id
 from hae_data.pipeline import read_build_spec
 from hae_data.records import Record
-from hae_data.sources import ZERO_SHOT_SOURCES
+from hae_data.sources import ZERO_SHOT_SOURCES, write_fixture
 from hae_data.sources.base import SourceFormatError
-from hae_data.sources.fixtures import write_fixture
 from hae_data.sources.lapis import LapisSource
 from hae_data.split import assign_splits
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hae_data.sources import SOURCES
+from hae_data.sources import SOURCES, write_fixture
 from hae_data.sources.__main__ import main
-from hae_data.sources.fixtures import write_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 

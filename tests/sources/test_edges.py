@@ -18,13 +18,14 @@ from hae_data.sources import (
     SOURCES,
     SourceFormatError,
     SourceRootError,
+    write_fixture,
 )
 from hae_data.sources.annotations import AnnotationSource
 from hae_data.sources.ava import AvaSource
-from hae_data.sources.fixtures import SCUT_RATERS, make_jpeg, write_fixture
+from hae_data.sources.fixtures import make_jpeg
 from hae_data.sources.label_jsonl import ReleaseSource
 from hae_data.sources.mebeauty import MebeautySource
-from hae_data.sources.scut_fbp5500 import ScutFbp5500Source
+from hae_data.sources.scut_fbp5500 import SCUT_RATERS, ScutFbp5500Source
 
 # -- AVA ----------------------------------------------------------------------------------
 

@@ -13,16 +13,10 @@ import pytest
 
 from annotation_schema import load_standard
 from hae_data.records import Record, Rejection
-from hae_data.sources import SOURCES, SourceFormatError
+from hae_data.sources import LAYOUTS, SOURCES, SourceFormatError, write_fixture
 from hae_data.sources.__main__ import main
 from hae_data.sources.base import SEARCH_DEPTH, DirectoryIndex
-from hae_data.sources.fixtures import (
-    HUGE_FIELD,
-    LAYOUTS,
-    FixtureManifest,
-    write_fixture,
-    write_hostile_files,
-)
+from hae_data.sources.fixtures import HUGE_FIELD, FixtureManifest, write_hostile_files
 
 #: Where each layout keeps its images, relative to the root: what discovery must choose.
 IMAGE_FOLDER = {

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hae_data.records import Record, Rejection
-from hae_data.sources import CATALOG, SOURCES, Source
-from hae_data.sources.fixtures import WRITERS, FixtureManifest, write_fixture
+from hae_data.sources import CATALOG, SOURCES, WRITERS, Source, write_fixture
+from hae_data.sources.fixtures import FixtureManifest
 
 NAMES = list(SOURCES)
 
