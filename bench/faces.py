@@ -42,7 +42,7 @@ from PIL import Image, ImageEnhance
 from skimage import data
 
 from hae_data.faces import decide, detect_items, load_detector
-from hae_data.faces.pipeline import default_workers
+from hae_data.faces.filter import default_workers
 from hae_data.images import fit_long_side, read_reduced
 
 LANDSCAPE = (1024, 683)

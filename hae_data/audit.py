@@ -24,8 +24,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from hae_data.defaults import FACE_THRESHOLD
 from hae_data.export import format_range, format_reasons, summary_rows
-from hae_data.faces.decision import DEFAULT_THRESHOLD
 from hae_data.hashing import unit_hash
 from hae_data.images import ImageDecodeError, read_image
 from hae_data.records import RATING_STAGE, Face, Record, Rejection
@@ -174,7 +174,7 @@ def _thumbnail(path: str | None, faces: Sequence[Face]) -> str | None:
     draw = ImageDraw.Draw(img)
     for face in faces:
         x1, y1, x2, y2 = (v * scale for v in face.box)
-        counts = face.score >= DEFAULT_THRESHOLD  # a face that counts, drawn solid (SPEC 2.2)
+        counts = face.score >= FACE_THRESHOLD  # a face that counts, drawn solid (SPEC 2.2)
         colour = (40, 200, 60) if counts else (240, 160, 0)
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=2 if counts else 1)
         draw.text((x1 + 2, max(0.0, y1 - 11)), f"{face.score:.2f}", fill=colour)

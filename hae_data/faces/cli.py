@@ -19,9 +19,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hae_data.faces.decision import DEFAULT_THRESHOLD, FACE_REASONS, count_faces, decide
-from hae_data.faces.detectors import DEFAULT_LONG_SIDE, DEFAULT_MIN_SCORE, load_detector
-from hae_data.faces.pipeline import FaceResult, FilterStats, default_workers, detect_items
+from hae_data.defaults import DETECTOR_LONG_SIDE, FACE_THRESHOLD
+from hae_data.faces.backends import load_detector
+from hae_data.faces.decision import FACE_REASONS, count_faces, decide
+from hae_data.faces.detectors import DEFAULT_MIN_SCORE
+from hae_data.faces.filter import FaceResult, FilterStats, default_workers, detect_items
 from hae_data.images import DEFAULT_MAX_PIXELS
 
 __all__ = ["IMAGE_SUFFIXES", "build_parser", "expand_paths", "main"]
@@ -95,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threshold",
         type=_fraction,
-        default=DEFAULT_THRESHOLD,
-        help=f"a detection is a face at this score or above (default {DEFAULT_THRESHOLD})",
+        default=FACE_THRESHOLD,
+        help=f"a detection is a face at this score or above (default {FACE_THRESHOLD})",
     )
     p.add_argument(
         "--min-score",
@@ -114,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--long-side",
         type=_at_least(32),
-        default=DEFAULT_LONG_SIDE,
+        default=DETECTOR_LONG_SIDE,
         help="detect on images resized to this long side at most (default %(default)s)",
     )
     p.add_argument(

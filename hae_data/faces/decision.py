@@ -12,7 +12,6 @@ from hae_data.defaults import FACE_THRESHOLD
 from hae_data.records import Face
 
 __all__ = [
-    "DEFAULT_THRESHOLD",
     "FACE_REASONS",
     "MULTI_FACE",
     "NO_FACE",
@@ -21,14 +20,13 @@ __all__ = [
     "decide",
 ]
 
-DEFAULT_THRESHOLD = FACE_THRESHOLD
 NO_FACE = "no_face"
 MULTI_FACE = "multi_face"
 TOO_SMALL = "too_small"
 FACE_REASONS = (NO_FACE, MULTI_FACE, TOO_SMALL)
 
 
-def count_faces(faces: Sequence[Face], threshold: float = DEFAULT_THRESHOLD) -> int:
+def count_faces(faces: Sequence[Face], threshold: float = FACE_THRESHOLD) -> int:
     """How many detections have ``score >= threshold``."""
     return sum(1 for f in faces if f.score >= threshold)
 
@@ -36,7 +34,7 @@ def count_faces(faces: Sequence[Face], threshold: float = DEFAULT_THRESHOLD) -> 
 def decide(
     faces: Sequence[Face],
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = FACE_THRESHOLD,
     min_face_size: float = 0.0,
 ) -> str | None:
     """``None`` to keep the image, else the rejection reason.

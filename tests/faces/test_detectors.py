@@ -10,7 +10,7 @@ from retinaface import detect_faces
 
 from hae_data.faces import decide, load_detector
 from hae_data.faces.detectors import OnnxRetinaFace
-from hae_data.faces.model import RetinaFace
+from hae_data.faces.retinaface import RetinaFace
 from hae_data.faces.torch_backend import TorchRetinaFace
 from hae_data.images import read_reduced
 from tests.faces import fixtures

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hae_data.faces.detectors import OnnxRetinaFace
-from hae_data.faces.model import (
+from hae_data.faces.retinaface import (
     MOBILENET_025,
     RESNET50,
     TINY_RETINAFACE_MEAN_BGR,
