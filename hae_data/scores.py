@@ -224,8 +224,3 @@ def _not_number(value: object) -> bool:
         return math.isnan(float(value))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return True
-
-
-def dimension_columns() -> tuple[str, ...]:
-    """The 12 dimension keys, in vector order, as the annotation files name their columns."""
-    return load_standard().keys

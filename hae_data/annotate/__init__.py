@@ -2,7 +2,7 @@
 
 The loop (README, "Annotating new images"):
 
-1. :mod:`~hae_data.annotate.config`: the labeling config, generated from
+1. :mod:`~hae_data.annotate.labeling`: the labeling config, generated from
    ``annotation_schema/standard.yaml`` (dimensions, order, hierarchy, guidelines, scale);
 2. :mod:`~hae_data.annotate.tasks`: a folder of images -> a task import file, plus the
    project settings that give every image ``min_raters`` annotators;
@@ -16,7 +16,7 @@ The loop (README, "Annotating new images"):
 
 from __future__ import annotations
 
-from hae_data.annotate.config import SCALE_MAX, labeling_config, rating_to_score
+from hae_data.annotate.labeling import SCALE_MAX, labeling_config, rating_to_score
 from hae_data.annotate.ls_import import ExportFormatError, ImportResult, import_export
 from hae_data.annotate.tasks import IMAGE_KEY, make_tasks, project_settings
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hae_data.annotate.config import labeling_config
+from hae_data.annotate.labeling import labeling_config
 from hae_data.annotate.ls_import import ExportFormatError, import_export
 from hae_data.annotate.tasks import (
     TaskFileError,
@@ -29,6 +29,7 @@ from hae_data.annotate.tasks import (
     read_keep_list,
     write_json,
 )
+from hae_data.defaults import MIN_RATERS
 from hae_data.reliability import DEFAULT_BOOTSTRAP, DEFAULT_MIN_IMAGES, assess_reliability
 
 log = logging.getLogger("hae_data.annotate")
@@ -70,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FACES_JSONL",
         help="output of 'python -m hae_data.faces --json': only images with keep=true",
     )
-    t.add_argument("--min-raters", type=int, default=9, help="ratings needed per image (9)")
+    t.add_argument(
+        "--min-raters", type=int, default=MIN_RATERS, help="ratings needed per image (%(default)s)"
+    )
     t.add_argument(
         "--overlap",
         type=int,

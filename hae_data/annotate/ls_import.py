@@ -17,7 +17,7 @@ Reads the two JSON export formats Label Studio documents
 A candidate row is ``image`` (the task's ``data.hb_image``, written by
 :mod:`hae_data.annotate.tasks`), ``rater`` (the Label Studio user id, as text, after an
 optional prefix) and one [0, 1] value per dimension (rating ``k`` -> ``k / 10``,
-:func:`hae_data.annotate.config.rating_to_score`), validated with
+:func:`hae_data.annotate.labeling.rating_to_score`), validated with
 :func:`annotation_schema.validate_annotation_row`. Every annotation that does not become a row
 is a :class:`~hae_data.records.Rejection` (stage ``label_studio``) with one of these reasons:
 
@@ -52,7 +52,7 @@ from typing import Any
 import pandas as pd
 
 from annotation_schema import load_standard, validate_annotation_row
-from hae_data.annotate.config import rating_to_score
+from hae_data.annotate.labeling import rating_to_score
 from hae_data.annotate.tasks import IMAGE_KEY
 from hae_data.records import Rejection
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_schema import load_standard
-from hae_data.annotate.config import IMAGE_FIELD, IMAGE_OBJECT, SCALE_MAX
+from hae_data.annotate.labeling import IMAGE_FIELD, IMAGE_OBJECT, SCALE_MAX
 from hae_data.annotate.tasks import IMAGE_KEY, LOCAL_FILES_PREFIX
 
 __all__ = ["synthetic_ratings", "to_scale", "write_export"]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from hae_data.annotate.config import IMAGE_FIELD, labeling_config
+from hae_data.annotate.labeling import IMAGE_FIELD, labeling_config
 from hae_data.defaults import MIN_RATERS
 from hae_data.scores import check_min_raters
 from hae_data.sources.base import IMAGE_EXTENSIONS

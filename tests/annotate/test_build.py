@@ -9,8 +9,8 @@ import pytest
 from datasets import load_dataset
 
 from annotation_schema import load_standard
-from hae_data.annotate.fixtures import synthetic_ratings, to_scale, write_export
 from hae_data.annotate.ls_import import import_export
+from hae_data.annotate.synthetic import synthetic_ratings, to_scale, write_export
 from hae_data.sources.__main__ import main as sources_main
 from hae_data.sources.fixtures import make_jpeg
 from tests.annotate.helpers import build_fine_grained

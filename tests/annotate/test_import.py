@@ -10,8 +10,8 @@ import pytest
 
 from annotation_schema import load_standard
 from hae_data.annotate.__main__ import main
-from hae_data.annotate.fixtures import write_export
 from hae_data.annotate.ls_import import ExportFormatError, import_export
+from hae_data.annotate.synthetic import write_export
 from hae_data.records import Record, Rejection
 from hae_data.sources.annotations import AnnotationSource
 from hae_data.sources.fixtures import make_jpeg

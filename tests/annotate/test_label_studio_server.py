@@ -30,9 +30,9 @@ import pytest
 
 from annotation_schema import load_standard
 from hae_data.annotate.__main__ import main as annotate_main
-from hae_data.annotate.config import SCALE_MAX
-from hae_data.annotate.fixtures import synthetic_ratings, to_scale
+from hae_data.annotate.labeling import SCALE_MAX
 from hae_data.annotate.ls_import import import_export
+from hae_data.annotate.synthetic import synthetic_ratings, to_scale
 from hae_data.sources.fixtures import make_jpeg
 from tests.annotate.helpers import build_fine_grained
 

@@ -9,7 +9,7 @@ import pytest
 
 from annotation_schema import load_standard
 from hae_data.annotate.__main__ import main
-from hae_data.annotate.config import (
+from hae_data.annotate.labeling import (
     SCALE_MAX,
     dimension_order,
     labeling_config,

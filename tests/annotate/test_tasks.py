@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hae_data.annotate.__main__ import main
-from hae_data.annotate.config import labeling_config
+from hae_data.annotate.labeling import labeling_config
 from hae_data.annotate.tasks import (
     TaskFileError,
     find_images,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from annotation_schema import load_standard
-from hae_data.annotate.fixtures import synthetic_ratings
+from hae_data.annotate.synthetic import synthetic_ratings
 from hae_data.records import Record
 from hae_data.reliability import (
     alpha_from_unit_stats,
