@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hae_data.sources import SOURCES, write_fixture
 from hae_data.sources.__main__ import main
+from hae_data.sources.fixtures import FixtureManifest
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_inspect_subprocess_json(tmp_path: Path) -> None:
-    manifest = write_fixture("ava", tmp_path)
+def test_inspect_subprocess_json(written: Callable[[str], FixtureManifest]) -> None:
+    manifest = written("ava")
     proc = subprocess.run(
-        [sys.executable, "-m", "hae_data.sources", "inspect", "ava", str(tmp_path), "--json"],
+        [sys.executable, "-m", "hae_data.sources", "inspect", "ava", str(manifest.root), "--json"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -37,10 +39,11 @@ def test_inspect_subprocess_json(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", list(SOURCES))
 def test_inspect_each_fixture(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    name: str, written: Callable[[str], FixtureManifest], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    manifest = write_fixture(name, tmp_path)
-    assert main(["inspect", name, str(tmp_path), "--json", "-q", "--examples", "2"]) == 0
+    manifest = written(name)
+    root = str(manifest.root)
+    assert main(["inspect", name, root, "--json", "-q", "--examples", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["source"] == name
     assert report["kept"] == manifest.kept
@@ -53,7 +56,7 @@ def test_inspect_each_fixture(
     if manifest.dimension_scores:
         assert len(report["dimensions"]) == 12
     # The text form names every rejection reason.
-    assert main(["inspect", name, str(tmp_path), "-q"]) == 0
+    assert main(["inspect", name, root, "-q"]) == 0
     text = capsys.readouterr().out
     for reason in manifest.rejected:
         assert reason in text
