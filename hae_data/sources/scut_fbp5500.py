@@ -274,6 +274,7 @@ class ScutFbp5500Source(RaterSource):
 # -- fixture: a miniature copy in the native layout (see hae_data.sources.fixtures) ----
 
 _SCUT_PREFIXES = ("AF", "AM", "CF", "CM")
+#: Raters per image in the fixture, as in the real workbook.
 SCUT_RATERS = 60
 
 
