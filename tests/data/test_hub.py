@@ -53,7 +53,6 @@ def run(push):
     except Exception as exc:
         result = {"error": type(exc).__name__, "message": str(exc),
                   "status_code": getattr(exc, "status_code", None),
-                  "attempts": getattr(exc, "attempts", None),
                   "transient": getattr(exc, "transient", None),
                   "traceback": "".join(traceback.format_exception(exc))}
     result["elapsed"] = time.perf_counter() - start
@@ -135,7 +134,7 @@ class Pusher:
     def run(self, pushes: list[dict[str, Any]], env: dict[str, str] | None = None) -> Pushes:
         """Run `push_to_hub(**kwargs)` for each kwargs, in order, in the worker."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        args = [{"retry_base_delay": 0.01, **p, "folder": str(p["folder"])} for p in pushes]
+        args = [{**p, "folder": str(p["folder"])} for p in pushes]
         self._proc.stdin.write(json.dumps({"pushes": args, "env": env or {}}) + "\n")
         self._proc.stdin.flush()
         ready, _, _ = select.select([self._proc.stdout], [], [], 60)
@@ -181,7 +180,6 @@ def make_export(folder: Path, *, fine_grained_shards: int = 2, seed: int = 0) ->
     _parquet(folder / "data/overall/test-00000-of-00001.parquet", 10, seed + 1)
     n = fine_grained_shards
     for i in range(n):
-        # Big enough (~12 KB) to take the multipart path when the server asks for it.
         _parquet(folder / f"data/fine_grained/train-{i:05d}-of-{n:05d}.parquet", 150, seed + 10 + i)
     _parquet(folder / "data/fine_grained/test-00000-of-00001.parquet", 10, seed + 2)
     _parquet(folder / "rejected.parquet", 5, seed + 3)
@@ -223,7 +221,7 @@ def assert_clean(hub: LocalHub) -> None:
 
 @pytest.fixture(scope="module")
 def hub_server():
-    with LocalHub(valid_tokens={TOKEN}, multipart_threshold=8 * 1024) as server:
+    with LocalHub(valid_tokens={TOKEN}) as server:
         yield server
 
 
@@ -277,9 +275,7 @@ def test_push_uploads_every_file_to_a_private_dataset_repo(pusher, hub, export_d
     assert sorted(hub.lfs_uploads) == sorted(
         hashlib.sha256(c).hexdigest() for p, c in local.items() if kinds[p] == "lfsFile"
     )
-    # The fine-grained shards went up in parts, the small files in one PUT.
-    assert hub.calls["lfs_part"] > 0 and hub.calls["lfs_complete"] == 2
-    assert hub.calls["lfs_upload"] == 5
+    assert hub.calls["lfs_upload"] == n_lfs(export_dir)
     assert commit.summary.startswith(f"Upload HumanBeauty export ({len(local)} files, ")
 
     # The token went to the Hub API as a bearer header on every call, never into a log line.
@@ -294,32 +290,32 @@ def test_push_uploads_every_file_to_a_private_dataset_repo(pusher, hub, export_d
     assert_clean(hub)
 
 
-def test_transient_errors_are_retried_until_the_push_succeeds(pusher, hub, export_dir):
+def test_a_transient_failure_says_so_and_calling_again_resumes(pusher, hub, export_dir):
+    """The library tries once; its caller (the flow's Prefect task) retries a transient failure,
+    and each retry resumes: no LFS object is sent twice, a lost answer makes no second commit."""
     hub.fail("create", status=500)
     hub.fail("repo_info", status=DROP)  # connection closed without an answer
-    hub.fail("validate_yaml", status=429, retry_after=0.3)
     hub.fail("commit", status=503)
     hub.fail("commit", status=LOSE_RESPONSE)  # committed, but the answer never arrives
+    push = {"folder": export_dir, "repo_id": REPO, "token": TOKEN}
 
-    pushed = pusher.run(
-        [{"folder": export_dir, "repo_id": REPO, "token": TOKEN, "max_retries": 3}],
-    )
+    pushed = pusher.run([push] * 5)
 
-    result = pushed.only
-    assert "error" not in result, result
+    *failed, done = pushed.results
+    assert [r["error"] for r in failed] == ["HubPushError"] * 4
+    assert all(r["transient"] is True for r in failed)
+    assert [r["status_code"] for r in failed] == [500, None, 503, None]
+    assert failed[0]["message"].startswith(f"create repo for {REPO} failed with HTTP 500")
+    assert failed[1]["message"].startswith(f"read repo info for {REPO} failed with a connection")
+    assert "calling again resumes" in failed[2]["message"]
+    assert "error" not in done, done
     assert remote_files(hub) == local_files(export_dir)
-    assert hub.calls["create"] == 2
-    assert hub.calls["repo_info"] >= 2
     # The rerun after the lost answer found nothing left to commit: no duplicate commit.
-    assert hub.calls["commit"] == 2
     repo = hub.repo(REPO)
-    assert len(repo.commits) == 2
-    assert result["url"] == f"{hub.url}/datasets/{REPO}/commit/{repo.heads['main']}"
+    assert hub.calls["commit"] == 2 and len(repo.commits) == 2
+    assert done["url"] == f"{hub.url}/datasets/{REPO}/commit/{repo.heads['main']}"
     # Each rerun of the upload resumed: LFS storage received every object exactly once.
     assert len(hub.lfs_uploads) == len(set(hub.lfs_uploads)) == n_lfs(export_dir)
-    assert "transient error" in pushed.stderr
-    assert "retry 1/3 in 0.30s" in pushed.stderr  # the Hub's Retry-After outranks the backoff
-    assert "retry 2/3 in 0.02s" in pushed.stderr  # exponential backoff from 0.01 s
     assert TOKEN not in pushed.stderr
     assert_clean(hub)
 
@@ -338,23 +334,12 @@ def test_client_errors_fail_fast_without_retries(
     if fault is not None:
         hub.fail(fault[0], times=1, status=fault[1])
 
-    pushed = pusher.run(
-        [
-            {
-                "folder": export_dir,
-                "repo_id": REPO,
-                "token": token,
-                "max_retries": 5,
-                "retry_base_delay": 2.0,  # one retry would show in the elapsed time
-            }
-        ],
-    )
+    pushed = pusher.run([{"folder": export_dir, "repo_id": REPO, "token": token}])
 
     result = pushed.only
     assert result["error"] == "HubPushError"
-    assert result["status_code"] == status and result["attempts"] == 1
+    assert result["status_code"] == status and result["transient"] is False
     assert result["message"].startswith(f"{step} for {REPO} failed with HTTP {status}")
-    assert result["elapsed"] < 2.0
     route = "create" if fault is None else fault[0]
     assert hub.calls[route] == 1
     assert token not in result["message"] and token not in pushed.stderr
@@ -368,9 +353,9 @@ def test_client_errors_fail_fast_without_retries(
 def test_a_server_that_echoes_the_token_never_gets_it_into_any_output(
     pusher, hub, export_dir, status, transient
 ):
-    hub.fail("create", times=3, status=status, echo_authorization=True)
+    hub.fail("create", status=status, echo_authorization=True)
 
-    pushed = pusher.run([{"folder": export_dir, "repo_id": REPO, "token": TOKEN, "max_retries": 2}])
+    pushed = pusher.run([{"folder": export_dir, "repo_id": REPO, "token": TOKEN}])
 
     result = pushed.only
     assert result["error"] == "HubPushError" and result["transient"] is transient
@@ -381,26 +366,6 @@ def test_a_server_that_echoes_the_token_never_gets_it_into_any_output(
     # The chain is cut: the library's exception (holding the raw response) is not under it.
     assert "During handling" not in result["traceback"]
     assert "direct cause" not in result["traceback"]
-
-
-def test_a_push_that_runs_out_of_retries_resumes_on_the_next_run(pusher, hub, export_dir):
-    hub.fail("commit", times=3, status=503)
-    push = {"folder": export_dir, "repo_id": REPO, "token": TOKEN, "max_retries": 2}
-
-    pushed = pusher.run([push, push])
-
-    failed, resumed = pushed.results
-    assert failed["error"] == "HubPushError"
-    assert failed["attempts"] == 3 and failed["status_code"] == 503
-    assert "still failing after 3 attempts" in failed["message"]
-    assert "error" not in resumed, resumed
-    assert remote_files(hub) == local_files(export_dir)
-    # The failed run left its LFS objects in storage; the rerun only committed.
-    assert len(hub.lfs_uploads) == len(set(hub.lfs_uploads)) == n_lfs(export_dir)
-    assert hub.calls["commit"] == 4
-    summaries = [c.summary for c in hub.repo(REPO).commits]
-    assert summaries == ["initial commit", summaries[1]] and "Upload" in summaries[1]
-    assert_clean(hub)
 
 
 def test_a_repush_mirrors_the_export_and_leaves_no_stale_shards(pusher, hub, tmp_path):
@@ -532,8 +497,6 @@ def test_missing_folder_file_and_bad_arguments_are_clear_errors(export_dir, tmp_
         push_to_hub(export_dir / "stats.json", REPO, **kwargs)
     with pytest.raises(ValueError, match="namespace/name"):
         push_to_hub(export_dir, "no-namespace", **kwargs)
-    with pytest.raises(ValueError, match="max_retries"):
-        push_to_hub(export_dir, REPO, max_retries=-1, **kwargs)
 
 
 def test_describe_export_lists_what_a_push_uploads(export_dir):
