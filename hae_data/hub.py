@@ -21,12 +21,13 @@ once and says whether a failure is worth another try (`HubPushError.transient`: 
 errors, timeouts, HTTP 408/429/5xx; a 401/403/404, a bad id or huggingface_hub's offline mode
 are not): one retry layer per concern, huggingface_hub's per-request backoff below, the
 caller's whole-push retries above (the flow's Prefect task, flows/build_humanbeauty.py).
-The LFS path is the one tested end to end (tests/data/test_hub.py, against a local HTTP
-server); the Xet path needs the Hub's CAS service (see the test module for what of it runs
-offline). huggingface_hub reads `HF_ENDPOINT` and `HF_HUB_DISABLE_XET` once, when it is first
-imported. `endpoint=` reaches every call of the push, but huggingface_hub 2.4 still makes one
-best-effort GET of its agent registry to `HF_ENDPOINT` (default huggingface.co); it fails
-silently offline, and setting `HF_ENDPOINT` instead keeps all traffic on one host.
+Both paths are tested against a local HTTP server (tests/data/test_hub.py): LFS end to end,
+byte for byte; Xet up to a CAS stand-in that keeps xorbs without decoding them (whether they
+reconstruct the files needs the Hub's CAS service). huggingface_hub reads `HF_ENDPOINT` and
+`HF_HUB_DISABLE_XET` once, when it is first imported. `endpoint=` reaches every call of the
+push, but huggingface_hub 2.4 still makes one best-effort GET of its agent registry to
+`HF_ENDPOINT` (default huggingface.co); it fails silently offline, and setting `HF_ENDPOINT`
+instead keeps all traffic on one host.
 
 :func:`upload_folder` is the same guarded upload for any repository type (the model push of
 `hae_model.hub` uses it).

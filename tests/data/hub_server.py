@@ -1,8 +1,7 @@
 """A small local stand-in for the Hugging Face Hub HTTP API, for end-to-end tests.
 
 It answers what huggingface_hub 2.x calls for `create_repo`, `repo_info`, `create_branch`,
-`upload_folder` over the LFS protocol (the client needs `HF_HUB_DISABLE_XET=1`: the Xet CAS
-protocol is not emulated) and `snapshot_download`:
+`upload_folder` (over LFS with `HF_HUB_DISABLE_XET=1`, else over Xet) and `snapshot_download`:
 
 - `POST /api/repos/create` (409 when the repo exists);
 - `GET  /api/{type}s/{ns}/{name}[/revision/{rev}]` (repo info);
@@ -14,7 +13,12 @@ protocol is not emulated) and `snapshot_download`:
 - `POST /api/{type}s/{ns}/{name}/commit/{rev}` (NDJSON: header, file, lfsFile, deletedFile,
   deletedFolder);
 - `GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]`, `POST .../branch/{branch}`;
-- `GET|HEAD /{prefix}{ns}/{name}/resolve/{rev}/{path}` (a file at a branch or commit).
+- `GET|HEAD /{prefix}{ns}/{name}/resolve/{rev}/{path}` (a file at a branch or commit);
+- Xet: `GET /api/{type}s/{ns}/{name}/xet-write-token/{rev}` (a CAS URL on this server and a
+  CAS token), `POST /_cas/v1/xorbs/{prefix}/{hash}` and `POST /_cas/v1/shards`, kept as
+  received, never decoded (a file uploaded this way is known by the commit's sha256 only);
+  the newer calls hf_xet tries first (global dedup, upload grants, v2 shards) answer 404, and
+  the client falls back to the v1 ones.
 
 It keeps what it received (repositories with their files per branch and commit, commits with
 messages and operations, LFS objects by sha256, every request with its Authorization header)
@@ -29,6 +33,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -90,11 +95,24 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
         ),
     ),
     ("PUT", "lfs_upload", re.compile(r"^/_storage/(?P<oid>[0-9a-f]{64})$")),
+    (
+        "GET",
+        "xet_token",
+        re.compile(rf"^/api/(?P<type>{_TYPES})/{_REPO}/xet-write-token/(?P<rev>[^/]+)$"),
+    ),
+    ("POST", "cas_xorb", re.compile(r"^/_cas/v1/xorbs/[^/]+/(?P<hash>[0-9a-f]{64})$")),
+    ("POST", "cas_shard", re.compile(r"^/_cas/v1/shards$")),
+    # What hf_xet tries first and falls back from on a 404: global dedup, upload grants, v2.
+    ("GET", "cas_fallback", re.compile(r"^/_cas/v1/chunks/.+$")),
+    ("POST", "cas_fallback", re.compile(r"^/_cas/(?:v1/xorb-grants/.+|v2/shards)$")),
 ]
 # Storage URLs stand for presigned S3 URLs: they carry no token and are never checked for one.
 _STORAGE_ROUTES = frozenset({"lfs_upload"})
 # Public: huggingface_hub fetches it without a token to build its User-Agent.
 _PUBLIC_ROUTES = _STORAGE_ROUTES | {"agent_harnesses"}
+# The CAS side of Xet: authenticated by the short-lived token of xet_token, not the Hub's.
+_CAS_ROUTES = frozenset({"cas_xorb", "cas_shard", "cas_fallback"})
+XET_ACCESS_TOKEN = "xet-access-for-tests"
 
 
 def git_blob_oid(content: bytes) -> str:
@@ -108,10 +126,13 @@ class StoredFile:
 
     content: bytes
     lfs: bool
+    #: A file uploaded through Xet: its bytes are chunks in xorbs, only the commit's sha256 is
+    #: known (reconstructing the file would need the Xet formats).
+    xet_sha256: str | None = None
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.content).hexdigest()
+        return self.xet_sha256 or hashlib.sha256(self.content).hexdigest()
 
     @property
     def oid(self) -> str:
@@ -176,6 +197,8 @@ class LocalHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
         self.lfs_uploads: list[str] = []  # oids, one per completed storage upload
+        self.xorbs: dict[str, bytes] = {}  # Xet uploads: serialized xorbs by hash
+        self.shards: list[bytes] = []
         self.requests: list[RequestRecord] = []
         self.calls: Counter[str] = Counter()
         self.unhandled: list[str] = []
@@ -248,6 +271,8 @@ class LocalHub:
             self.repos.clear()
             self.lfs_objects.clear()
             self.lfs_uploads.clear()
+            self.xorbs.clear()
+            self.shards.clear()
             self.requests.clear()
             self.calls.clear()
             self.unhandled.clear()
@@ -432,6 +457,9 @@ class LocalHub:
                         return 400, {"error": f"unsupported encoding for {path}"}
                     content = base64.b64decode(value["content"])
                     operations.append((key, path, StoredFile(content, lfs=False)))
+                elif key == "lfsFile" and value["oid"] not in self.lfs_objects and self.xorbs:
+                    stored = StoredFile(b"", lfs=True, xet_sha256=value["oid"])
+                    operations.append((key, path, stored))
                 elif key == "lfsFile":
                     content = self.lfs_objects.get(value["oid"])
                     if content is None or value.get("algo") != "sha256":
@@ -543,6 +571,27 @@ class LocalHub:
             headers["X-Linked-Etag"] = f'"{stored.sha256}"'
             headers["X-Linked-Size"] = str(len(stored.content))
         return 200, _Raw(stored.content, head=method == "HEAD"), headers
+
+    # -- Xet (the default upload path of huggingface_hub 2.x with hf_xet) -------------------
+
+    def xet_token(self, body: bytes, *, params: dict[str, str], **_: Any) -> tuple[int, Any]:
+        with self._lock:
+            self._repo_for(params)
+        exp = int(time.time()) + 3600
+        return 200, {"accessToken": XET_ACCESS_TOKEN, "exp": exp, "casUrl": f"{self.url}/_cas"}
+
+    def cas_xorb(self, body: bytes, *, params: dict[str, str], **_: Any) -> tuple[int, Any]:
+        with self._lock:
+            self.xorbs[params["hash"]] = body
+        return 200, {"was_inserted": True}
+
+    def cas_shard(self, body: bytes, **_: Any) -> tuple[int, Any]:
+        with self._lock:
+            self.shards.append(body)
+        return 200, {"result": 1}
+
+    def cas_fallback(self, body: bytes, **_: Any) -> tuple[int, Any]:
+        return 404, {"error": "not served here; the client falls back to the v1 upload"}
 
     def branch(self, body: bytes, *, params: dict[str, str], **_: Any) -> tuple[int, Any]:
         payload = json.loads(body) if body else {}
@@ -662,7 +711,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, {"error": message}, headers)
         lose_response = status == LOSE_RESPONSE
         try:
-            if route not in _PUBLIC_ROUTES:
+            if route in _CAS_ROUTES:
+                if authorization != f"Bearer {XET_ACCESS_TOKEN}":
+                    raise _HubError(401, "CAS calls need the Xet access token")
+            elif route not in _PUBLIC_ROUTES:
                 hub._check_auth(authorization)
             status, payload, *extra = getattr(hub, route)(
                 body, params=params, query=query, method=method

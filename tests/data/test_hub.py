@@ -29,7 +29,7 @@ from PIL import Image
 
 from hae_data.export import export_dataset
 from hae_data.hub import describe_export, push_to_hub
-from tests.data.hub_server import DROP, LOSE_RESPONSE, LocalHub
+from tests.data.hub_server import DROP, LOSE_RESPONSE, XET_ACCESS_TOKEN, LocalHub
 from tests.data.test_export import make_records
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ class Pusher:
     """A long-lived child interpreter that runs pushes: huggingface_hub reads HF_ENDPOINT and
     HF_HUB_DISABLE_XET once at import, and this test process imported it offline long ago."""
 
-    def __init__(self, endpoint: str, workdir: Path) -> None:
+    def __init__(self, endpoint: str, workdir: Path, *, xet: bool = False) -> None:
         self.hf_home = workdir / "hf_home"
         # tests/conftest.py makes this process offline (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE).
         env = {
@@ -111,9 +111,10 @@ class Pusher:
             for k, v in os.environ.items()
             if not k.startswith("HF_") and k != "TRANSFORMERS_OFFLINE"
         }
+        if not xet:
+            env["HF_HUB_DISABLE_XET"] = "1"
         env.update(
             HF_ENDPOINT=endpoint,
-            HF_HUB_DISABLE_XET="1",
             HF_HOME=str(self.hf_home),  # no cached login from the machine
             HF_DEBUG="1",
             HF_HUB_VERBOSITY="debug",
@@ -232,6 +233,13 @@ def pusher(hub_server, tmp_path_factory):
     worker.close()
 
 
+@pytest.fixture(scope="module")
+def xet_pusher(hub_server, tmp_path_factory):
+    worker = Pusher(hub_server.url, tmp_path_factory.mktemp("xet-push-worker"), xet=True)
+    yield worker
+    worker.close()
+
+
 @pytest.fixture
 def hub(hub_server):
     hub_server.reset()
@@ -287,6 +295,40 @@ def test_push_uploads_every_file_to_a_private_dataset_repo(pusher, hub, export_d
     assert f"dataset repo {REPO}" in pushed.stderr
     assert f"{len(manifest.files)} files" in pushed.stderr
     assert f"{manifest.total_bytes} bytes" in pushed.stderr
+    assert_clean(hub)
+
+
+def test_the_default_upload_path_xet_commits_every_file_by_its_sha256(xet_pusher, hub, export_dir):
+    """huggingface_hub 2.4 uploads through Xet whenever hf_xet is installed (a dependency of it):
+    the Hub hands out a short-lived CAS token, hf_xet chunks the files into xorbs and shards
+    for the CAS, and the commit names each large file by its sha256. The local CAS accepts
+    xorbs and shards without decoding them: what runs offline is the whole client path (Hub
+    token only to the Hub, CAS token only to the CAS, the commit), not the check that the
+    xorbs reconstruct the bytes, which needs the Hub's own CAS service."""
+    import huggingface_hub.utils._runtime as runtime
+
+    assert runtime.is_package_available("hf_xet")
+    local = local_files(export_dir)
+
+    pushed = xet_pusher.run([{"folder": export_dir, "repo_id": REPO, "token": TOKEN}])
+
+    assert "error" not in pushed.only, pushed.only
+    assert hub.calls["xet_token"] == 1 and hub.xorbs and hub.shards
+    assert hub.calls["lfs_batch"] == 0 and hub.lfs_uploads == []
+    commit = hub.repo(REPO).commits[-1]
+    stored = hub.repo(REPO).branches["main"]
+    for path, content in local.items():
+        if path.endswith((".parquet", ".png")):
+            assert stored[path].sha256 == hashlib.sha256(content).hexdigest(), path
+        else:
+            assert stored[path].content == content, path
+    assert {p for _, p in commit.operations} == set(local)
+    for request in hub.requests:
+        if request.path.startswith("/_cas/"):
+            assert request.authorization == f"Bearer {XET_ACCESS_TOKEN}"
+        elif request.route not in ("agent_harnesses", "lfs_upload"):
+            assert request.authorization == f"Bearer {TOKEN}", request.path
+    assert TOKEN not in pushed.stderr
     assert_clean(hub)
 
 
