@@ -64,6 +64,7 @@ def _download(
     allow_patterns: Sequence[str] | None,
     revision: str | None,
     token: str | None,
+    cache_dir: str | os.PathLike[str] | None,
 ) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -75,6 +76,7 @@ def _download(
             revision=revision,
             allow_patterns=None if allow_patterns is None else list(allow_patterns),
             token=token,
+            cache_dir=cache_dir,
         )
     except (HfHubHTTPError, LocalEntryNotFoundError, ValueError) as exc:
         # Raised outside the except block: the library's error can hold a server's response.
@@ -91,11 +93,15 @@ def _download(
 
 
 def resolve_model(
-    ref: str | os.PathLike[str], *, revision: str | None = None, token: str | None = None
+    ref: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """The local folder of a trained model: ``ref`` itself, or its Hub snapshot (downloaded
-    once, then read from the cache). Raises ``FileNotFoundError`` when neither holds a
-    ``config.json``."""
+    once, then read from the cache: ``cache_dir``, default huggingface_hub's). Raises
+    ``FileNotFoundError`` when neither holds a ``config.json``."""
     if not is_hub_id(ref):
         folder = Path(ref).expanduser()
         if not (folder / "config.json").is_file():
@@ -103,7 +109,7 @@ def resolve_model(
                 f"{ref}: no config.json; not a trained HumanAesExpert folder (nor a Hub id)"
             )
         return folder
-    folder = _download(str(ref), "model", None, revision, token)
+    folder = _download(str(ref), "model", None, revision, token, cache_dir)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"Hub model {ref} has no config.json; not a HumanAesExpert")
     return folder
@@ -123,14 +129,15 @@ def resolve_data(
     *,
     revision: str | None = None,
     token: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """The local folder of an export: ``ref`` itself, or a snapshot of the Hub dataset ``ref``
     holding only its card and the shards of ``splits`` (``train``, ``test``, ``quick``,
-    ``all``) for ``parts``."""
+    ``all``) for ``parts`` (in ``cache_dir``, default huggingface_hub's cache)."""
     if not is_hub_id(ref):
         return Path(ref).expanduser()
     patterns = ["README.md", *_shard_patterns(splits, parts)]
-    return _download(str(ref), "dataset", patterns, revision, token)
+    return _download(str(ref), "dataset", patterns, revision, token, cache_dir)
 
 
 def _evaluation_summary(report: dict[str, Any]) -> list[str]:

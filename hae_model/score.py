@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from annotation_schema import load_standard
 from hae_model.config import OVERALL_SOURCES
-from hae_model.inference import add_inference_args, resolve_device, resolve_dtype
+from hae_model.inference import add_inference_args
 from hae_model.scorer import IMAGE_SUFFIXES, SCALES, find_images, load_scorer
 
 __all__ = ["OUTPUT_KINDS", "csv_columns", "csv_row", "main"]
@@ -159,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{given}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
     images = find_images(args.images)
     try:
-        resolve_dtype(args.dtype, resolve_device(args.device))
         scorer = load_scorer(
             args.model,
             device=args.device,
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             max_tiles=args.max_tiles,
         )
     except (ValueError, FileNotFoundError) as exc:
-        parser.error(f"--model {args.model}: {exc}" if "config.json" in str(exc) else str(exc))
+        parser.error(str(exc))  # a bad option, or a model that is neither a folder nor on the Hub
     failed = 0
     with _sink(args.output, args.json, not args.no_text) as write:
         for result in scorer.iter_scores(images):

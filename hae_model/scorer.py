@@ -211,6 +211,7 @@ def load_scorer(
     base: str | None = None,
     max_tiles: int | None = None,
     revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Scorer:
     """Load the trained model at ``model`` (a folder written by ``hae_model.train`` or a Hub
     model id) once, for scoring any number of images.
@@ -219,7 +220,8 @@ def load_scorer(
     backbone's weights, ``auto`` (bfloat16 on a GPU that supports it, else float32),
     ``float32``, ``bfloat16``, ``float16`` or a ``torch.dtype`` (the heads stay float32);
     ``text=False`` skips generating the text answers (much faster); ``questions``: see
-    :meth:`hae_model.data.SampleEncoder.inference_questions`; ``scale``: ``unit`` or ``five``.
+    :meth:`hae_model.data.SampleEncoder.inference_questions`; ``scale``: ``unit`` or ``five``;
+    ``revision`` and ``cache_dir`` for a Hub id (see :func:`hae_model.hub.resolve_model`).
     Bad arguments raise ``ValueError`` before the model is loaded.
     """
     from hae_model.hub import resolve_model
@@ -236,7 +238,7 @@ def load_scorer(
     if max_tiles is not None and max_tiles < 1:
         raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
     autocast_dtype(precision, dev)  # a bad precision fails before loading
-    folder = resolve_model(model, revision=revision)
+    folder = resolve_model(model, revision=revision, cache_dir=cache_dir)
     net, encoder = load_for_inference(
         folder, base=base, device=dev, dtype=torch_dtype, max_tiles=max_tiles
     )

@@ -3,8 +3,9 @@ of ``tests/data/hub_server.py``: ``train --data org/name --push-to-hub org/name`
 --data org/name``, ``score --model org/name``, ``load_scorer(org/name)``, then the same ids
 from the cache with ``HF_HUB_OFFLINE=1``.
 
-The Hub calls run in child interpreters: huggingface_hub reads ``HF_ENDPOINT`` and
-``HF_HUB_OFFLINE`` once, at import, and this process imported it offline (tests/conftest.py).
+The online part runs in a child interpreter: huggingface_hub reads ``HF_ENDPOINT`` and
+``HF_HUB_OFFLINE`` once, at import, and this process imported it offline (tests/conftest.py),
+which is what the offline part needs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from hae_model.hub import resolve_data
+from hae_model.scorer import load_scorer
 from tests.data.hub_server import LocalHub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +29,9 @@ DATA, MODEL = "hae-org/humanbeauty-small", "hae-org/hae-tiny"
 # Online: push the export, train from its Hub id and push the model, evaluate the local model
 # on the Hub data, push again (now with the evaluation), score by the model's Hub id.
 _ONLINE = r"""
-import json, sys
+import sys
 from hae_data.hub import push_to_hub
 from hae_model import evaluate, hub, score, train
-from hae_model.scorer import load_scorer
 
 export, tiny, out, image = sys.argv[1:5]
 push_to_hub(export, "{DATA}")
@@ -42,21 +44,10 @@ assert evaluate.main(["--model", out, "--data", "{DATA}", "--split", "test", "--
 assert hub.main([out, "{MODEL}", "--data", "{DATA}"]) == 0
 assert score.main(["--model", "{MODEL}", "--no-text", "--output", out + "/../s.jsonl",
                    image]) == 0
-print(json.dumps(load_scorer("{MODEL}", text=False)([image])[0]))
-"""
-# Offline, from the cache only.
-_OFFLINE = r"""
-import json, sys
-from hae_model.hub import resolve_data
-from hae_model.scorer import load_scorer
-
-image = sys.argv[1]
-folder = resolve_data("{DATA}", ["test"])
-print(json.dumps({"data": str(folder), "result": load_scorer("{MODEL}", text=False)([image])[0]}))
 """
 
 
-def _child(script: str, args: list[str], env: dict[str, str]) -> str:
+def _child(script: str, args: list[str], env: dict[str, str]) -> None:
     code = script.replace("{DATA}", DATA).replace("{MODEL}", MODEL)
     proc = subprocess.run(
         [sys.executable, "-c", code, *args],
@@ -68,7 +59,6 @@ def _child(script: str, args: list[str], env: dict[str, str]) -> str:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert TOKEN not in proc.stdout + proc.stderr
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def test_train_evaluate_and_score_by_hub_id_then_offline_from_the_cache(
@@ -86,12 +76,10 @@ def test_train_evaluate_and_score_by_hub_id_then_offline_from_the_cache(
     )
     out = tmp_path / "run" / "model"
     with LocalHub(valid_tokens={TOKEN}) as hub:
-        online = json.loads(
-            _child(
-                _ONLINE,
-                [str(small_export), str(tiny_dir), str(out), image],
-                {**env, "HF_ENDPOINT": hub.url},
-            )
+        _child(
+            _ONLINE,
+            [str(small_export), str(tiny_dir), str(out), image],
+            {**env, "HF_ENDPOINT": hub.url},
         )
         assert hub.unhandled == [] and hub.errors == []
         model = hub.repo(MODEL, "model")
@@ -100,11 +88,12 @@ def test_train_evaluate_and_score_by_hub_id_then_offline_from_the_cache(
             for r in hub.requests
             if r.route == "resolve" and r.path.startswith(f"/datasets/{DATA}/")
         }
+        # This process is offline (HF_HUB_OFFLINE, tests/conftest.py): the cache alone answers.
         seen = len(hub.requests)
-        offline = json.loads(
-            _child(_OFFLINE, [image], {**env, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "1"})
-        )
-        assert len(hub.requests) == seen  # the cache alone answered
+        cache = tmp_path / "hf_home" / "hub"
+        offline = load_scorer(MODEL, device="cpu", text=False, cache_dir=cache)([image])[0]
+        test_data = resolve_data(DATA, ["test"], cache_dir=cache)
+        assert len(hub.requests) == seen
 
     # The model went up privately, without training checkpoints, with a card.
     assert model.private is True
@@ -124,10 +113,10 @@ def test_train_evaluate_and_score_by_hub_id_then_offline_from_the_cache(
     assert shards and all(p.startswith("data/") and p.endswith(".parquet") for p in shards)
     assert {p.split("/")[-1].split("-")[0] for p in shards} == {"train", "test"}
 
-    scored = [json.loads(x) for x in (tmp_path / "run" / "s.jsonl").read_text().splitlines()]
-    assert scored[0]["overall"] == pytest.approx(online["overall"])
-    assert offline["result"]["overall"] == pytest.approx(online["overall"])
-    assert sorted(p.name for p in Path(offline["data"], "data").rglob("test-*.parquet"))
+    online = [json.loads(x) for x in (tmp_path / "run" / "s.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in online] == [image]
+    assert offline["overall"] == pytest.approx(online[0]["overall"])
+    assert sorted(p.name for p in Path(test_data, "data").rglob("test-*.parquet"))
 
 
 def test_push_to_hub_without_a_token_stops_training_before_it_starts(
