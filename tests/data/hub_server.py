@@ -10,8 +10,7 @@ It answers what huggingface_hub 2.x calls for `create_repo`, `repo_info`, `creat
 - `POST /{prefix}{ns}/{name}.git/info/lfs/objects/batch` (LFS batch API; objects already
   stored get no actions);
 - `PUT  /_storage/{oid}`: the storage side, without authentication like presigned URLs;
-- `POST /api/{type}s/{ns}/{name}/commit/{rev}` (NDJSON: header, file, lfsFile, deletedFile,
-  deletedFolder);
+- `POST /api/{type}s/{ns}/{name}/commit/{rev}` (NDJSON: header, file, lfsFile, deletedFile);
 - `GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]`, `POST .../branch/{branch}`;
 - `GET|HEAD /{prefix}{ns}/{name}/resolve/{rev}/{path}` (a file at a branch or commit);
 - Xet: `GET /api/{type}s/{ns}/{name}/xet-write-token/{rev}` (a CAS URL on this server and a
@@ -467,7 +466,7 @@ class LocalHub:
                     if "size" in value and len(content) != value["size"]:
                         return 422, {"error": f"LFS object of {path} has the wrong size"}
                     operations.append((key, path, StoredFile(content, lfs=True)))
-                elif key in ("deletedFile", "deletedFolder"):
+                elif key == "deletedFile":
                     operations.append((key, path, None))
                 else:
                     return 400, {"error": f"unknown commit operation {key}"}
@@ -497,10 +496,6 @@ class LocalHub:
                         404, f"A file with this name doesn't exist: {path}", code="EntryNotFound"
                     )
                 del files[path]
-            elif key == "deletedFolder":
-                prefix = path.rstrip("/") + "/"
-                for existing in [p for p in files if p.startswith(prefix)]:
-                    del files[existing]
             else:
                 assert stored is not None
                 files[path] = stored
@@ -650,17 +645,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PUT")
 
     def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
+        # huggingface_hub sends every body with a Content-Length (never chunked).
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _dispatch(self, method: str) -> None:
