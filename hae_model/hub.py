@@ -81,8 +81,9 @@ def _download(
     except (HfHubHTTPError, LocalEntryNotFoundError, ValueError) as exc:
         # Raised outside the except block: the library's error can hold a server's response.
         failure = FileNotFoundError(
-            f"{repo_type} {repo_id}: not on the Hub (or not visible with this token), and not "
-            f"in the local cache for offline use ({type(exc).__name__}: {str(exc)[:300]})"
+            f"{repo_id}: no such local folder, and no {repo_type} of that id on the Hub (or "
+            "visible with this token) nor in the local cache for offline use "
+            f"({type(exc).__name__}: {str(exc)[:300]})"
         )
     else:
         failure = None
