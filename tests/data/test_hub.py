@@ -1,11 +1,12 @@
 """End-to-end tests of `hae_data.hub.push_to_hub`: the real huggingface_hub client, over real
 HTTP, against the local Hub stand-in of `tests/data/hub_server.py`. Nothing is patched.
 
-Pushes run in a child Python process (one for the module, see `Pusher`): huggingface_hub reads
-`HF_ENDPOINT` and `HF_HUB_DISABLE_XET` when it is first imported, this process imported it in
-offline mode (tests/conftest.py), and the local server speaks LFS, not Xet. The child logs
-everything at DEBUG (with `HF_DEBUG=1`, every request as a curl line); the tests search all of
-its output for the token. Together these tests take about 10 s.
+Pushes run in child Python processes (see `Pusher`): huggingface_hub reads `HF_ENDPOINT` and
+`HF_HUB_DISABLE_XET` when it is first imported, and this process imported it in offline mode
+(tests/conftest.py). One child pushes over LFS (`HF_HUB_DISABLE_XET=1`: every byte can be
+checked), one over Xet, huggingface_hub's default. The children log everything at DEBUG (with
+`HF_DEBUG=1`, every request as a curl line); the tests search all of it for the token.
+Together these tests take about 15 s.
 """
 
 from __future__ import annotations
