@@ -120,7 +120,7 @@ def _retry_push(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(exc, HubPushError) and exc.transient
 
 
-# The retry layer of the push: the library tries once per call (max_retries=0), Prefect retries
+# The retry layer of the push: the library tries once per call, Prefect retries
 # transient failures with backoff; huggingface_hub's own per-request backoff sits below both.
 @task(
     name="push-to-hub",
@@ -134,7 +134,7 @@ def push_task(output_dir: str, repo_id: str, private: bool) -> str:
     """Upload the export as a dataset repository (the only network step, hence the retries)."""
     from hae_data.hub import push_to_hub
 
-    return push_to_hub(output_dir, repo_id, private=private, max_retries=0)
+    return push_to_hub(output_dir, repo_id, private=private)
 
 
 def _task_runner(kind: str, dask_address: str | None, dask_workers: int) -> Any:

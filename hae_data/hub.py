@@ -16,15 +16,21 @@ Why `upload_folder` and not `upload_large_folder`: huggingface_hub 2.x no longer
   far below the per-commit limit (25k LFS files), and a rerun after a failure only re-hashes
   the files: shards already in LFS storage are not sent again.
 
-Either way, resuming is calling the same upload again, which is what the retry loop here does
-on a transient error (connection errors, timeouts, HTTP 408/429/5xx) with exponential backoff;
-a 4xx such as 401/403/404 is raised at once as `HubPushError`, and so is huggingface_hub's
-offline mode (`HF_HUB_OFFLINE`). The LFS path is the one tested end to end
-(tests/data/test_hub.py, against a local HTTP server); the Xet path is the library's own and
-needs the real Hub. huggingface_hub reads `HF_ENDPOINT` and `HF_HUB_DISABLE_XET` once, when it
-is first imported. `endpoint=` reaches every call of the push, but huggingface_hub 2.4 still
-makes one best-effort GET of its agent registry to `HF_ENDPOINT` (default huggingface.co); it
-fails silently offline, and setting `HF_ENDPOINT` instead keeps all traffic on one host.
+Either way, resuming is calling the same upload again. The push itself tries each Hub call
+once and says whether a failure is worth another try (`HubPushError.transient`: connection
+errors, timeouts, HTTP 408/429/5xx; a 401/403/404, a bad id or huggingface_hub's offline mode
+are not): one retry layer per concern, huggingface_hub's per-request backoff below, the
+caller's whole-push retries above (the flow's Prefect task, flows/build_humanbeauty.py).
+Both paths are tested against a local HTTP server (tests/data/test_hub.py): LFS end to end,
+byte for byte; Xet up to a CAS stand-in that keeps xorbs without decoding them (whether they
+reconstruct the files needs the Hub's CAS service). huggingface_hub reads `HF_ENDPOINT` and
+`HF_HUB_DISABLE_XET` once, when it is first imported. `endpoint=` reaches every call of the
+push, but huggingface_hub 2.4 still makes one best-effort GET of its agent registry to
+`HF_ENDPOINT` (default huggingface.co); it fails silently offline, and setting `HF_ENDPOINT`
+instead keeps all traffic on one host.
+
+:func:`upload_folder` is the same guarded upload for any repository type (the model push of
+`hae_model.hub` uses it).
 
 Only the entries an export manages (`hae_data.outdir.EXPORT_ENTRIES`: `data/`, `README.md`,
 `stats.json`, `rejected.parquet`, `plots/`...) are pushed; anything else in the folder (a flow's
@@ -42,12 +48,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hae_data.outdir import EXPORT_ENTRIES
 
@@ -61,19 +66,18 @@ TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MANAGED_PATTERNS = tuple(p for name in EXPORT_ENTRIES for p in (name, f"{name}/*"))
 # Never uploaded: hidden files (editor/OS droppings) and temporaries.
 IGNORE_PATTERNS = (".*", "*/.*", "*.tmp", "*.partial")
-DEFAULT_RETRY_BASE_DELAY = 2.0
-MAX_RETRY_DELAY = 120.0
 
 _T = TypeVar("_T")
 
 
 class HubPushError(RuntimeError):
-    """A push that failed: a non-transient Hub error, or transient errors past the retry budget.
+    """A push that failed, or cannot start.
 
     ``transient`` says whether trying again later may succeed (a runner's retry policy reads
-    it). The message is scrubbed of the token and the exception never chains to the library
-    error it replaces: a server's response (which can echo the ``Authorization`` header) must
-    not reach a log or a traceback stored by an orchestrator.
+    it: connection errors, timeouts, HTTP 408/429/5xx). The message is scrubbed of the token
+    and the exception never chains to the library error it replaces: a server's response
+    (which can echo the ``Authorization`` header) must not reach a log or a traceback stored
+    by an orchestrator.
     """
 
     def __init__(
@@ -81,12 +85,10 @@ class HubPushError(RuntimeError):
         message: str,
         *,
         status_code: int | None = None,
-        attempts: int = 1,
         transient: bool = False,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
-        self.attempts = attempts
         self.transient = transient
 
 
@@ -173,56 +175,40 @@ def push_to_hub(
     token: str | None = None,
     revision: str | None = None,
     commit_message: str | None = None,
-    max_retries: int = 5,
     endpoint: str | None = None,
-    retry_base_delay: float = DEFAULT_RETRY_BASE_DELAY,
 ) -> str:
     """Upload an exported folder to the dataset repository `repo_id`; return the commit URL.
 
     The repository is created if needed (private unless `private=False`); pushing a private
     export into an existing public repository is refused. `token` defaults to `HF_TOKEN` or
     the cached login; `endpoint` to `HF_ENDPOINT` or https://huggingface.co. `revision` names
-    a branch, created from `main` if absent. Transient errors are retried up to `max_retries`
-    times, waiting `retry_base_delay` seconds, then twice as long each time, at most 120 s (a
-    longer Retry-After from the Hub is honoured up to that cap).
+    a branch, created from `main` if absent. One attempt: a failure is a :class:`HubPushError`
+    whose ``transient`` says whether calling again (which resumes) may succeed.
     """
     manifest = describe_export(folder)
-    token = check_push_target(repo_id, token)
-    if max_retries < 0:
-        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-    if retry_base_delay < 0:
-        raise ValueError(f"retry_base_delay must be >= 0, got {retry_base_delay}")
-
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token, library_name="humanbeauty")
-    branch = revision or "main"
     size = _human_bytes(manifest.total_bytes)
-    message = commit_message or f"Upload HumanBeauty export ({len(manifest.files)} files, {size})"
     logger.info(
-        "pushing %s to dataset repo %s at %s (branch %s, private %s): %d files/%d shards, %d bytes",
+        "pushing %s to dataset repo %s (private %s): %d files/%d shards, %d bytes",
         manifest.folder,
         repo_id,
-        api.endpoint,
-        branch,
         private,
         len(manifest.files),
         len(manifest.shards),
         manifest.total_bytes,
     )
-
-    def retried(step: str, call: Callable[[], _T]) -> _T:
-        return _with_retries(
-            call,
-            step=step,
-            repo_id=repo_id,
-            token=token,
-            max_retries=max_retries,
-            base_delay=retry_base_delay,
-        )
-
-    with _scrubbed_logs(token):
-        commit_url = _push(api, manifest, repo_id, private, branch, revision, message, retried)
+    commit_url = upload_folder(
+        manifest.folder,
+        repo_id,
+        repo_type=REPO_TYPE,
+        private=private,
+        token=token,
+        revision=revision,
+        commit_message=commit_message
+        or f"Upload HumanBeauty export ({len(manifest.files)} files, {size})",
+        endpoint=endpoint,
+        allow_patterns=MANAGED_PATTERNS,
+        delete_patterns=MANAGED_PATTERNS,
+    )
     logger.info(
         "pushed %d files (%d bytes) to dataset repo %s: %s",
         len(manifest.files),
@@ -233,47 +219,80 @@ def push_to_hub(
     return commit_url
 
 
-def _push(
-    api: Any,
-    manifest: ExportManifest,
+def upload_folder(
+    folder: str | Path,
     repo_id: str,
-    private: bool,
-    branch: str,
-    revision: str | None,
-    message: str,
-    retried: Callable[[str, Callable[[], Any]], Any],
+    *,
+    repo_type: str,
+    commit_message: str,
+    private: bool = True,
+    token: str | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    allow_patterns: Sequence[str] | None = None,
+    ignore_patterns: Sequence[str] = (),
+    delete_patterns: Sequence[str] | None = None,
 ) -> str:
-    """The push's Hub calls, each through ``retried``; returns the commit URL."""
-    retried(
-        "create repo",
-        lambda: api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True),
+    """Create ``repo_id`` (a ``repo_type`` repository, private unless ``private=False``) if
+    needed and upload ``folder`` into it in one call; return the commit URL.
+
+    Hidden files, temporaries and ``ignore_patterns`` are never uploaded; remote files matching
+    ``delete_patterns`` that the folder lacks are deleted in the same commit. Every Hub call
+    is tried once (huggingface_hub retries single requests below; a caller such as a Prefect
+    task retries the whole push when :attr:`HubPushError.transient`). The token never reaches
+    a log record, an error message or a traceback.
+    """
+    token = check_push_target(repo_id, token)
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint, token=token, library_name="humanbeauty")
+    root = Path(folder).expanduser()
+    branch = revision or "main"
+    logger.info(
+        "uploading %s to %s repo %s at %s (branch %s)",
+        root,
+        repo_type,
+        repo_id,
+        api.endpoint,
+        branch,
     )
-    info = retried("read repo info", lambda: api.repo_info(repo_id, repo_type=REPO_TYPE))
-    if private and info.private is False:
-        raise HubPushError(
-            f"{repo_id} already exists and is public; refusing to push a private export into it "
-            "(pass private=False to publish, or choose another repo_id)"
+
+    def call(step: str, fn: Callable[[], _T]) -> _T:
+        return _hub_call(fn, step=step, repo_id=repo_id, token=token)
+
+    with _scrubbed_logs(token):
+        call(
+            "create repo",
+            lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
         )
-    if not private and info.private:
-        logger.info("%s already exists and is private; it stays private", repo_id)
-    if branch != "main":
-        retried(
-            f"create branch {branch}",
-            lambda: api.create_branch(repo_id, branch=branch, repo_type=REPO_TYPE, exist_ok=True),
+        info = call("read repo info", lambda: api.repo_info(repo_id, repo_type=repo_type))
+        if private and info.private is False:
+            raise HubPushError(
+                f"{repo_id} already exists and is public; refusing to push a private "
+                f"{repo_type} into it (pass private=False to publish, or choose another repo_id)"
+            )
+        if not private and info.private:
+            logger.info("%s already exists and is private; it stays private", repo_id)
+        if branch != "main":
+            call(
+                f"create branch {branch}",
+                lambda: api.create_branch(
+                    repo_id, branch=branch, repo_type=repo_type, exist_ok=True
+                ),
+            )
+        commit = call(
+            "upload",
+            lambda: api.upload_folder(
+                repo_id=repo_id,
+                folder_path=root,
+                repo_type=repo_type,
+                revision=revision,
+                commit_message=commit_message,
+                allow_patterns=None if allow_patterns is None else list(allow_patterns),
+                ignore_patterns=[*IGNORE_PATTERNS, *ignore_patterns],
+                delete_patterns=None if delete_patterns is None else list(delete_patterns),
+            ),
         )
-    commit = retried(
-        "upload",
-        lambda: api.upload_folder(
-            repo_id=repo_id,
-            folder_path=manifest.folder,
-            repo_type=REPO_TYPE,
-            revision=revision,
-            commit_message=message,
-            allow_patterns=list(MANAGED_PATTERNS),
-            ignore_patterns=list(IGNORE_PATTERNS),
-            delete_patterns=list(MANAGED_PATTERNS),
-        ),
-    )
     return str(getattr(commit, "commit_url", None) or commit)
 
 
@@ -313,59 +332,25 @@ def _scrubbed_logs(token: str) -> Iterator[None]:
             handler.removeFilter(scrub)
 
 
-def _with_retries(
-    call: Callable[[], _T],
-    *,
-    step: str,
-    repo_id: str,
-    token: str,
-    max_retries: int,
-    base_delay: float,
-) -> _T:
-    """Run `call`, retrying transient failures with exponential backoff.
-
-    Every failure leaves as a :class:`HubPushError` built outside the ``except`` block, so it
-    carries no chained exception (see the class docstring).
-    """
-    for attempt in range(1, max_retries + 2):
-        try:
-            return call()
-        except Exception as exc:
-            status = _status_code(exc)
-            detail = _scrub(f"{type(exc).__name__}: {exc}", token)
-            transient = _is_transient(exc)
-            retry_after = _retry_after(exc)
-        if not transient:
-            what = f"HTTP {status}{_hint(status)}" if status is not None else "an error"
-            failure = HubPushError(
-                f"{step} for {repo_id} failed with {what}\n{detail}",
-                status_code=status,
-                attempts=attempt,
-            )
-            break
-        if attempt > max_retries:
-            failure = HubPushError(
-                f"{step} for {repo_id} still failing after {attempt} attempts "
-                f"(transient errors, last: {detail})",
-                status_code=status,
-                attempts=attempt,
-                transient=True,
-            )
-            break
-        delay = min(MAX_RETRY_DELAY, base_delay * 2 ** (attempt - 1))
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_RETRY_DELAY))
-        logger.warning(
-            "%s for %s: transient error (%s); retry %d/%d in %.2fs",
-            step,
-            repo_id,
-            detail.splitlines()[0],
-            attempt,
-            max_retries,
-            delay,
-        )
-        time.sleep(delay)
-    raise failure
+def _hub_call(call: Callable[[], _T], *, step: str, repo_id: str, token: str) -> _T:
+    """Run one Hub call; a failure leaves as a :class:`HubPushError` built outside the
+    ``except`` block, so it carries no chained exception (see the class docstring)."""
+    try:
+        return call()
+    except Exception as exc:
+        status = _status_code(exc)
+        detail = _scrub(f"{type(exc).__name__}: {exc}", token)
+        transient = _is_transient(exc)
+    if status is not None:
+        what = f"HTTP {status}{_hint(status)}"
+    else:
+        what = "a connection error" if transient else "an error"
+    again = " (transient: calling again resumes the push)" if transient else ""
+    raise HubPushError(
+        f"{step} for {repo_id} failed with {what}{again}\n{detail}",
+        status_code=status,
+        transient=transient,
+    )
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -409,18 +394,6 @@ def _is_transient(exc: BaseException) -> bool:
         return False
     transport = _transport_errors()
     return any(isinstance(err, transport) for err in chain)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    for err in _chain(exc):
-        headers = getattr(getattr(err, "response", None), "headers", None)
-        value = headers.get("Retry-After") if headers is not None else None
-        if value is not None:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return None  # an HTTP date: fall back to the backoff schedule
-    return None
 
 
 def _hint(status: int) -> str:

@@ -7,12 +7,17 @@ precision / recall / F1; the Expert head's MAE per dimension on the 12-dimension
 Table 3); all per source and in total. With text generation on (the default), the model's own
 answers are parsed into levels: an answer that names no level (or several) is counted as
 unparseable and left out, never replaced by a guess. Rows that cannot be read are listed under
-``skipped``. Writes ``FILE.json`` and the same tables as Markdown in ``FILE.md``.
+``skipped``. Writes ``FILE.json`` and the same tables as Markdown in ``FILE.md``; with
+``--predictions FILE.jsonl`` (or ``.csv``) also every image's prediction of every head beside
+its exported targets. A split without rows (``--split quick`` on an export without a quick
+subset, say) is an error, never an empty report. ``--model`` and ``--data`` take folders or Hub
+ids (a dataset id downloads only the shards of the split, see :mod:`hae_model.hub`).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
@@ -25,7 +30,9 @@ from typing import Any
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
 from hae_data.records import PARTS
-from hae_model.data import SPLITS, list_row_groups
+from hae_model.config import OVERALL_SOURCES
+from hae_model.data import SPLITS, count_rows, list_row_groups
+from hae_model.hub import EVALUATION_FILE, is_hub_id, resolve_data, resolve_model
 from hae_model.inference import (
     ScoredImage,
     add_inference_args,
@@ -33,6 +40,7 @@ from hae_model.inference import (
     autocast_dtype,
     inference_loader,
     resolve_device,
+    resolve_dtype,
     score_batches,
 )
 from hae_model.metrics import level_metrics, mae, regression_metrics
@@ -45,7 +53,9 @@ __all__ = [
     "evaluate",
     "main",
     "markdown_report",
+    "prediction_rows",
     "row_groups",
+    "write_predictions",
 ]
 
 log = logging.getLogger(__name__)
@@ -227,7 +237,18 @@ EVAL_SPLITS = (*SPLITS, "all")
 
 
 def row_groups(data_dir: str | os.PathLike[str], split: str, parts: Sequence[str]) -> list[Any]:
-    """The row groups to score: one split's, or with ``all`` those of every split present."""
+    """The row groups to score: one split's, or with ``all`` those of every split present.
+
+    Raises ``FileNotFoundError`` when the split has no rows (for ``quick``: no row of the test
+    shards is flagged quick)."""
+    if split == "quick":
+        groups = list_row_groups(data_dir, split, parts)
+        if count_rows(groups, quick_only=True) == 0:
+            raise FileNotFoundError(
+                f"no rows for split 'quick' under {Path(data_dir) / 'data'}: no test row is "
+                "flagged quick (exported without a quick subset?); use --split test"
+            )
+        return groups
     if split != "all":
         return list_row_groups(data_dir, split, parts)
     groups: list[Any] = []
@@ -239,6 +260,66 @@ def row_groups(data_dir: str | os.PathLike[str], split: str, parts: Sequence[str
     if not groups:
         raise FileNotFoundError(f"no rows in any split under {Path(data_dir) / 'data'}")
     return groups
+
+
+def prediction_rows(items: Sequence[ScoredImage]) -> list[dict[str, Any]]:
+    """Per-image rows of ``--predictions``: the exported targets, every head's score, the
+    model's ``overall``, the 12 dimension scores by name and, with text, the parsed answers;
+    a row that could not be scored keeps its ``error``."""
+    names = load_standard().names
+    rows = []
+    for it in items:
+        row: dict[str, Any] = {"image_id": it.get("image_id"), "source": it.get("source")}
+        if "error" in it:
+            rows.append({**row, "error": it["error"]})
+            continue
+        row.update({k: it.get(k) for k in ("part", "score", "level")})
+        row.update({k: it[k] for k in (*OVERALL_SOURCES, "overall")})
+        row["dimensions"] = dict(zip(names, it["dimensions"], strict=True))
+        if it.get("dimension_scores") is not None:
+            row["dimension_scores"] = dict(zip(names, it["dimension_scores"], strict=True))
+        for key in ("answer", "answer_level", "fine_grained_answer", "fine_grained_levels"):
+            if key in it:
+                row[key] = it[key]
+        rows.append(row)
+    return rows
+
+
+def write_predictions(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write :func:`prediction_rows` as JSON lines (``.jsonl``) or a flat CSV (``.csv``: one
+    column per dimension, ``target <name>`` for the exported dimension scores)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if out.suffix == ".csv":
+        flat = [_flat(r) for r in rows]
+        columns = list(dict.fromkeys(k for r in flat for k in r))
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(flat)
+    else:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if not isinstance(v, dict)}
+    out.update(row.get("dimensions", {}))
+    out.update({f"target {k}": v for k, v in row.get("dimension_scores", {}).items()})
+    out.update({f"answer {k}": v for k, v in row.get("fine_grained_levels", {}).items()})
+    return out
+
+
+def _keep_last_evaluation(report: dict[str, Any], folder: Path) -> None:
+    """A copy of the report in the model folder: the model card of a push shows it."""
+    try:
+        tmp = folder / f"{EVALUATION_FILE}.tmp"
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, folder / EVALUATION_FILE)
+    except OSError as exc:  # a read-only model folder still gets its evaluation
+        log.warning("could not keep the report in %s: %s", folder, exc)
 
 
 def evaluate(
@@ -256,14 +337,22 @@ def evaluate(
     base: str | None = None,
     precision: str = "auto",
     questions: str = "canonical",
+    dtype: str = "auto",
+    predictions: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``split`` of the export at ``data_dir`` (``all``: every row) with the model at
-    ``model_dir``; returns the report and, with ``output``, writes it as JSON and Markdown
-    (``.md`` beside it). ``questions``: see
-    :meth:`hae_model.data.SampleEncoder.inference_questions`."""
-    groups = row_groups(data_dir, split, parts)
+    ``model_dir`` (folders or Hub ids); returns the report and, with ``output``, writes it as
+    JSON and Markdown (``.md`` beside it); with ``predictions``, the per-image predictions
+    (:func:`write_predictions`). ``dtype``: the backbone's (:func:`resolve_dtype`);
+    ``questions``: see :meth:`hae_model.data.SampleEncoder.inference_questions`. Raises
+    ``FileNotFoundError`` for a split without rows."""
     dev = resolve_device(device)
-    model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)
+    torch_dtype = resolve_dtype(dtype, dev)
+    groups = row_groups(resolve_data(data_dir, [split], parts), split, parts)
+    folder = resolve_model(model_dir)
+    model, encoder = load_for_inference(
+        folder, base=base, device=dev, dtype=torch_dtype, max_tiles=max_tiles
+    )
     loader = inference_loader(
         groups,
         encoder,
@@ -280,6 +369,7 @@ def evaluate(
         "split": split,
         "parts": list(parts),
         "questions": questions,
+        "dtype": str(torch_dtype).removeprefix("torch."),
         # Which score the model answers with as ``overall`` (its row in the tables below).
         "overall_from": model.config.overall_from,
         "text": text,
@@ -287,13 +377,18 @@ def evaluate(
     }
     if report["skipped"]:
         log.warning("%d rows could not be scored (listed under 'skipped')", len(report["skipped"]))
+    if predictions is not None:
+        log.info("wrote %s", write_predictions(prediction_rows(items), predictions))
+    if not is_hub_id(model_dir):
+        _keep_last_evaluation(report, folder)
     if output is not None:
         out = Path(output)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(json.dumps(report, indent=2) + "\n")
         os.replace(tmp, out)
-        md = markdown_report(report, f"HumanAesExpert evaluation: {Path(data_dir).name} / {split}")
+        title = f"HumanAesExpert evaluation: {Path(str(data_dir)).name} / {split}"
+        md = markdown_report(report, title)
         out.with_suffix(".md").write_text(md, encoding="utf-8")
         log.info("wrote %s and %s", out, out.with_suffix(".md"))
     return report
@@ -308,8 +403,14 @@ def main(argv: list[str] | None = None) -> int:
         "source and in total. Writes FILE.json and FILE.md.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="folder written by hae_model.train")
-    parser.add_argument("--data", required=True, help="export folder")
+    parser.add_argument(
+        "--model", required=True, help="folder written by hae_model.train, or a Hub model id"
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="export folder, or a Hub dataset id (only the split's shards are downloaded)",
+    )
     parser.add_argument(
         "--split",
         default="test",
@@ -317,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         help="quick: the ablation subset; all: every row (a zero-shot export, or the whole set)",
     )
     parser.add_argument("--output", required=True, help="report file (.json); .md written beside")
+    parser.add_argument(
+        "--predictions",
+        default=None,
+        help="also write every image's predictions of every head (FILE.jsonl or FILE.csv)",
+    )
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=2)
@@ -329,13 +435,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1 and --num-workers >= 0")
     if args.max_tiles is not None and args.max_tiles < 1:
         parser.error("--max-tiles must be >= 1")
-    if not Path(args.model, "config.json").is_file():
-        parser.error(f"--model {args.model}: no config.json; not a trained HumanAesExpert folder")
     if not args.output.endswith(".json"):
         parser.error("--output must end in .json")
+    if args.predictions is not None and Path(args.predictions).suffix not in (".jsonl", ".csv"):
+        parser.error("--predictions must end in .jsonl or .csv")
     try:
-        row_groups(args.data, args.split, args.parts)
-        resolve_device(args.device)
+        resolve_dtype(args.dtype, resolve_device(args.device))
+        resolve_model(args.model)  # a Hub model is fetched (or found in the cache) here
+        row_groups(resolve_data(args.data, [args.split], args.parts), args.split, args.parts)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     report = evaluate(
@@ -352,8 +459,15 @@ def main(argv: list[str] | None = None) -> int:
         base=args.base,
         precision=args.precision,
         questions=args.questions,
+        dtype=args.dtype,
+        predictions=args.predictions,
     )
     total = report["total"]
+    if not total.get("n"):
+        log.error(
+            "no image of split %r could be scored (see 'skipped' in %s)", args.split, args.output
+        )
+        return 1
     if total.get("n"):
         mv = total["heads"][report["overall_from"]]
         log.info(

@@ -30,6 +30,7 @@ from hae_model.data import (
 from hae_model.model import HumanAesExpert
 
 __all__ = [
+    "DTYPES",
     "PRECISIONS",
     "ScoredImage",
     "add_inference_args",
@@ -40,6 +41,7 @@ __all__ = [
     "parse_fine_grained_answer",
     "parse_overall_answer",
     "resolve_device",
+    "resolve_dtype",
     "score_batches",
 ]
 
@@ -59,11 +61,31 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+#: What ``--dtype`` accepts: the dtype the backbone's weights are loaded in.
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The backbone dtype for ``--dtype name``: ``auto`` is bf16 on a CUDA GPU that supports
+    it, else float32 (the heads and the level logits stay float32 whatever it is)."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    if name == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return getattr(torch, name)
 
 
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
     """The options every command that runs a trained model shares (evaluate, score)."""
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="auto",
+        help="the backbone's weights (heads stay float32); auto: bfloat16 on a GPU that "
+        "supports it, else float32",
+    )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on a GPU"
     )

@@ -1,102 +1,71 @@
-"""Scoring images: ``python -m hae_model.score --model DIR [--json] IMAGE...``.
+"""Scoring images: ``python -m hae_model.score --model DIR_OR_HUB_ID [--json] IMAGE_OR_DIR...``.
 
-Per image: ``overall`` (the MetaVoter's score, or one head's when training found the MetaVoter
-worse than that head), ``overall_from`` (which of the two: ``metavoter``, ``lm``, ``regression``
-or ``expert``), the 12 dimension scores by name (``dimensions``), the level of every score
-(``levels``), the three head scores and the MetaVoter's (``heads``) and
-the model's own text answers to the overall and the 12-dimension questions. With ``--json`` one
-JSON object per line; otherwise a short readable block per image. An image that cannot be read
-is reported (an ``error`` object) and the others are still scored; the exit status is then 1.
+A command-line face of :func:`hae_model.load_scorer`. Per image: ``overall`` (the MetaVoter's
+score, or one head's when training found the MetaVoter worse than that head), ``overall_from``
+(which of the two: ``metavoter``, ``lm``, ``regression`` or ``expert``), the 12 dimension scores
+by name (``dimensions``), the level of every score (``levels``), the three head scores and the
+MetaVoter's (``heads``), ``scale`` and the model's own text answers to the overall and the
+12-dimension questions. Folders contribute their image files (recursively, sorted). Scores are
+on 0-1, or with ``--scale five`` on the paper's 1-5 MOS scale.
+
+Output: a short readable block per image, one JSON object per line (``--json``), or a file
+(``--output FILE.jsonl`` / ``FILE.csv``, one row per image, written as batches finish). An image
+that cannot be read is reported (an ``error``) and the others are still scored; the exit status
+is then 1. A bad argument (a missing model, an empty folder, an unknown output kind) stops the
+command before the model loads.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import Any, TextIO
 
 from annotation_schema import load_standard
-from hae_data.images import ImageDecodeError, read_image
 from hae_model.config import OVERALL_SOURCES
-from hae_model.data import collate_inference
-from hae_model.inference import (
-    add_inference_args,
-    autocast,
-    autocast_dtype,
-    levels_of,
-    resolve_device,
-    score_batches,
-)
-from hae_model.model import load_for_inference
+from hae_model.inference import add_inference_args
+from hae_model.scorer import IMAGE_SUFFIXES, SCALES, find_images, load_scorer
 
-__all__ = ["main", "score_images"]
+__all__ = ["OUTPUT_KINDS", "csv_columns", "csv_row", "main"]
 
 log = logging.getLogger(__name__)
 
+#: ``--output`` kinds, by the file's extension.
+OUTPUT_KINDS = (".jsonl", ".csv")
 
-def score_images(
-    model_dir: str | os.PathLike[str],
-    images: Sequence[str | os.PathLike[str]],
-    *,
-    batch_size: int = 8,
-    device: str = "auto",
-    text: bool = True,
-    base: str | None = None,
-    max_tiles: int | None = None,
-    precision: str = "auto",
-    questions: str = "canonical",
-) -> Iterator[dict[str, Any]]:
-    """One result dict per image path, in order (see the module docstring for the keys).
 
-    ``questions``: see :meth:`hae_model.data.SampleEncoder.inference_questions`."""
-    std = load_standard()
-    dev = resolve_device(device)
-    model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)
-    encoder.inference_questions(questions)  # a bad value fails before any image is read
-    for start in range(0, len(images), batch_size):
-        chunk = [str(p) for p in images[start : start + batch_size]]
-        samples = []
-        for path in chunk:
-            try:
-                decoded = read_image(path)
-            except ImageDecodeError as exc:
-                samples.append({"image_id": path, "error": f"{exc.reason}: {exc.detail}"})
-                continue
-            row = {"image": decoded.image, "image_id": decoded.image_id, "source": path}
-            samples.append(encoder.encode_inference(row, questions))
-        errors = {s["image_id"]: s["error"] for s in samples if "error" in s}
-        batch = collate_inference(samples, encoder.pad_id)
-        batch["errors"] = []  # reported below, in input order
-        ctx = autocast(dev, autocast_dtype(precision, dev))
-        results = iter(score_batches(model, encoder, [batch], device=dev, autocast=ctx, text=text))
-        for path, sample in zip(chunk, samples, strict=True):
-            if "error" in sample:
-                yield {"image": path, "error": errors[sample["image_id"]]}
-                continue
-            item = next(results)
-            out: dict[str, Any] = {
-                "image": path,
-                "image_id": item["image_id"],
-                "overall": item["overall"],
-                "overall_from": model.config.overall_from,
-                "dimensions": dict(zip(std.names, item["dimensions"], strict=True)),
-                "heads": {k: item[k] for k in OVERALL_SOURCES},
-                "levels": {
-                    "overall": (lv := levels_of(item))["overall"],
-                    **{name: lv[name] for name in std.names},
-                },
-            }
-            if text:
-                out["answer"] = item["answer"]
-                out["fine_grained_answer"] = item["fine_grained_answer"]
-            yield out
+def csv_columns(text: bool) -> list[str]:
+    """The header of ``--output FILE.csv``: one column per score, level and answer."""
+    names = load_standard().names
+    cols = ["image", "image_id", "error", "scale", "overall", "overall_level", "overall_from"]
+    cols += list(OVERALL_SOURCES)
+    for name in names:
+        cols += [name, f"{name} level"]
+    if text:
+        cols += ["answer", "fine_grained_answer"]
+    return cols
+
+
+def csv_row(result: dict[str, Any]) -> dict[str, Any]:
+    """One result flattened for :func:`csv_columns` (an error row has only image and error)."""
+    if "error" in result:
+        return {"image": result["image"], "error": result["error"]}
+    row = {k: result[k] for k in ("image", "image_id", "scale", "overall", "overall_from")}
+    row["overall_level"] = result["levels"]["overall"]
+    row.update(result["heads"])
+    for name, value in result["dimensions"].items():
+        row[name] = value
+        row[f"{name} level"] = result["levels"][name]
+    for key in ("answer", "fine_grained_answer"):
+        if key in result:
+            row[key] = result[key]
+    return row
 
 
 def _readable(result: dict[str, Any]) -> str:
@@ -116,6 +85,43 @@ def _readable(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def _sink(output: str | None, as_json: bool, text: bool) -> Iterator[Any]:
+    """A function writing one result where the options say, flushing as it goes."""
+    if output is None:
+
+        def to_stdout(result: dict[str, Any]) -> None:
+            sys.stdout.write(json.dumps(result) + "\n" if as_json else _readable(result))
+            sys.stdout.flush()
+
+        yield to_stdout
+        return
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        yield _csv_writer(f, text) if path.suffix == ".csv" else _jsonl_writer(f)
+    log.info("wrote %s", path)
+
+
+def _jsonl_writer(f: TextIO) -> Any:
+    def write(result: dict[str, Any]) -> None:
+        f.write(json.dumps(result) + "\n")
+        f.flush()
+
+    return write
+
+
+def _csv_writer(f: TextIO, text: bool) -> Any:
+    writer = csv.DictWriter(f, fieldnames=csv_columns(text))
+    writer.writeheader()
+
+    def write(result: dict[str, Any]) -> None:
+        writer.writerow(csv_row(result))
+        f.flush()
+
+    return write
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(
@@ -125,9 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         "model's text answers.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="folder written by hae_model.train")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument(
+        "--model", required=True, help="folder written by hae_model.train, or a Hub model id"
+    )
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files, or folders (searched recursively)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--output", default=None, help="write the results to FILE.jsonl or FILE.csv instead"
+    )
+    parser.add_argument(
+        "--scale", choices=SCALES, default="unit", help="unit: 0-1; five: the paper's 1-5 MOS"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     add_inference_args(parser)
     args = parser.parse_args(argv)
@@ -136,30 +152,34 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
     if args.max_tiles is not None and args.max_tiles < 1:
         parser.error("--max-tiles must be >= 1")
-    if not Path(args.model, "config.json").is_file():
-        parser.error(f"--model {args.model}: no config.json; not a trained HumanAesExpert folder")
+    if args.output is not None and Path(args.output).suffix not in OUTPUT_KINDS:
+        parser.error(f"--output {args.output}: must end in {' or '.join(OUTPUT_KINDS)}")
+    for given in args.images:
+        if Path(given).is_dir() and not find_images([given]):
+            parser.error(f"{given}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
+    images = find_images(args.images)
     try:
-        resolve_device(args.device)
-    except ValueError as exc:
-        parser.error(str(exc))
-    failed = 0
-    with torch.inference_mode():
-        for result in score_images(
+        scorer = load_scorer(
             args.model,
-            args.images,
-            batch_size=args.batch_size,
             device=args.device,
+            dtype=args.dtype,
+            precision=args.precision,
             text=not args.no_text,
+            questions=args.questions,
+            batch_size=args.batch_size,
+            scale=args.scale,
             base=args.base,
             max_tiles=args.max_tiles,
-            precision=args.precision,
-            questions=args.questions,
-        ):
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))  # a bad option, or a model that is neither a folder nor on the Hub
+    failed = 0
+    with _sink(args.output, args.json, not args.no_text) as write:
+        for result in scorer.iter_scores(images):
             failed += "error" in result
-            sys.stdout.write(json.dumps(result) + "\n" if args.json else _readable(result))
-            sys.stdout.flush()
+            write(result)
     if failed:
-        log.warning("%d of %d images could not be scored", failed, len(args.images))
+        log.warning("%d of %d images could not be scored", failed, len(images))
     return 1 if failed else 0
 
 

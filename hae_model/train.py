@@ -54,6 +54,7 @@ from hae_model.data import (
     list_row_groups,
     seed_worker,
 )
+from hae_model.hub import add_push_args, prepare_train_args, push_trained
 from hae_model.inference import (
     autocast,
     autocast_dtype,
@@ -745,7 +746,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     d = TrainConfig.__dataclass_fields__
     g = p.add_argument_group("inputs and outputs")
-    g.add_argument("--data", required=True, help="export folder (with data/<part>/train-*.parquet)")
+    g.add_argument(
+        "--data",
+        required=True,
+        help="export folder (with data/<part>/train-*.parquet), or a Hub dataset id",
+    )
     g.add_argument(
         "--base",
         required=True,
@@ -820,6 +825,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--gradient-checkpointing", action="store_true")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_push_args(p)
     return p
 
 
@@ -832,6 +838,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        prepare_train_args(args)  # a Hub --data is fetched here; --push-to-hub checked
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     values["parts"] = tuple(dict.fromkeys(args.parts))
@@ -852,7 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--base {cfg.base}: no such folder")
     log.info("config: %s", json.dumps(asdict(cfg), sort_keys=True))
     train(cfg)
-    return 0
+    return push_trained(cfg.output, args) if rank == 0 else 0
 
 
 if __name__ == "__main__":

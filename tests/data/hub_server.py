@@ -1,25 +1,28 @@
-"""A small local stand-in for the Hugging Face Hub HTTP API, for end-to-end push tests.
+"""A small local stand-in for the Hugging Face Hub HTTP API, for end-to-end tests.
 
-It answers the calls that huggingface_hub 2.x makes for `create_repo`, `repo_info`,
-`create_branch`, `list_repo_files` and `upload_folder` over the LFS protocol (the client
-needs `HF_HUB_DISABLE_XET=1`: the Xet CAS protocol is not emulated):
+It answers what huggingface_hub 2.x calls for `create_repo`, `repo_info`, `create_branch`,
+`upload_folder` (over LFS with `HF_HUB_DISABLE_XET=1`, else over Xet) and `snapshot_download`:
 
 - `POST /api/repos/create` (409 when the repo exists);
 - `GET  /api/{type}s/{ns}/{name}[/revision/{rev}]` (repo info);
 - `POST /api/validate-yaml` (README front matter, parsed for real);
 - `POST /api/{type}s/{ns}/{name}/preupload/{rev}` (regular or LFS, remote oids);
 - `POST /{prefix}{ns}/{name}.git/info/lfs/objects/batch` (LFS batch API; objects already
-  stored get no actions, large ones get a multipart upload);
-- `PUT  /_storage/{oid}`, `PUT /_storage/{oid}/part/{n}`, `POST /_storage/{oid}` (completion),
-  `POST /_storage/{oid}/verify`: the storage side, without authentication like presigned URLs;
-- `POST /api/{type}s/{ns}/{name}/commit/{rev}` (NDJSON: header, file, lfsFile, deletedFile,
-  deletedFolder);
-- `GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]`, `POST .../branch/{branch}`.
+  stored get no actions);
+- `PUT  /_storage/{oid}`: the storage side, without authentication like presigned URLs;
+- `POST /api/{type}s/{ns}/{name}/commit/{rev}` (NDJSON: header, file, lfsFile, deletedFile);
+- `GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]`, `POST .../branch/{branch}`;
+- `GET|HEAD /{prefix}{ns}/{name}/resolve/{rev}/{path}` (a file at a branch or commit);
+- Xet: `GET /api/{type}s/{ns}/{name}/xet-write-token/{rev}` (a CAS URL on this server and a
+  CAS token), `POST /_cas/v1/xorbs/{prefix}/{hash}` and `POST /_cas/v1/shards`, kept as
+  received, never decoded (a file uploaded this way is known by the commit's sha256 only);
+  the newer calls hf_xet tries first (global dedup, upload grants, v2 shards) answer 404, and
+  the client falls back to the v1 ones.
 
-It keeps what it received (repositories with their files per branch, commits with messages
-and operations, LFS objects by sha256, every request with its Authorization header) and can be
-told to require a token (401 otherwise) or to fail the next N calls of a route with a status
-code, or by dropping the connection (status 0).
+It keeps what it received (repositories with their files per branch and commit, commits with
+messages and operations, LFS objects by sha256, every request with its Authorization header)
+and can be told to require a token (401 otherwise) or to fail the next N calls of a route with
+a status code, by dropping the connection, or by losing the answer of work it did.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -82,15 +86,32 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
             r"^/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects/batch$"
         ),
     ),
+    (
+        "GET",
+        "resolve",
+        re.compile(
+            r"^/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$"
+        ),
+    ),
     ("PUT", "lfs_upload", re.compile(r"^/_storage/(?P<oid>[0-9a-f]{64})$")),
-    ("PUT", "lfs_part", re.compile(r"^/_storage/(?P<oid>[0-9a-f]{64})/part/(?P<part>\d+)$")),
-    ("POST", "lfs_complete", re.compile(r"^/_storage/(?P<oid>[0-9a-f]{64})$")),
-    ("POST", "lfs_verify", re.compile(r"^/_storage/(?P<oid>[0-9a-f]{64})/verify$")),
+    (
+        "GET",
+        "xet_token",
+        re.compile(rf"^/api/(?P<type>{_TYPES})/{_REPO}/xet-write-token/(?P<rev>[^/]+)$"),
+    ),
+    ("POST", "cas_xorb", re.compile(r"^/_cas/v1/xorbs/[^/]+/(?P<hash>[0-9a-f]{64})$")),
+    ("POST", "cas_shard", re.compile(r"^/_cas/v1/shards$")),
+    # What hf_xet tries first and falls back from on a 404: global dedup, upload grants, v2.
+    ("GET", "cas_fallback", re.compile(r"^/_cas/v1/chunks/.+$")),
+    ("POST", "cas_fallback", re.compile(r"^/_cas/(?:v1/xorb-grants/.+|v2/shards)$")),
 ]
 # Storage URLs stand for presigned S3 URLs: they carry no token and are never checked for one.
-_STORAGE_ROUTES = frozenset({"lfs_upload", "lfs_part", "lfs_complete"})
+_STORAGE_ROUTES = frozenset({"lfs_upload"})
 # Public: huggingface_hub fetches it without a token to build its User-Agent.
 _PUBLIC_ROUTES = _STORAGE_ROUTES | {"agent_harnesses"}
+# The CAS side of Xet: authenticated by the short-lived token of xet_token, not the Hub's.
+_CAS_ROUTES = frozenset({"cas_xorb", "cas_shard", "cas_fallback"})
+XET_ACCESS_TOKEN = "xet-access-for-tests"
 
 
 def git_blob_oid(content: bytes) -> str:
@@ -104,10 +125,13 @@ class StoredFile:
 
     content: bytes
     lfs: bool
+    #: A file uploaded through Xet: its bytes are chunks in xorbs, only the commit's sha256 is
+    #: known (reconstructing the file would need the Xet formats).
+    xet_sha256: str | None = None
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.content).hexdigest()
+        return self.xet_sha256 or hashlib.sha256(self.content).hexdigest()
 
     @property
     def oid(self) -> str:
@@ -137,6 +161,7 @@ class Repo:
     create_payload: dict[str, Any]
     branches: dict[str, dict[str, StoredFile]] = field(default_factory=dict)
     heads: dict[str, str] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, StoredFile]] = field(default_factory=dict)  # by commit oid
     commits: list[Commit] = field(default_factory=list)
 
     def files(self, branch: str = "main") -> dict[str, bytes]:
@@ -166,25 +191,18 @@ class _HubError(Exception):
 class LocalHub:
     """The server and everything it stored. Use as a context manager or call start()/stop()."""
 
-    def __init__(
-        self,
-        *,
-        valid_tokens: set[str] | None = None,
-        multipart_threshold: int | None = None,
-        multipart_chunk_size: int = 5 * 1024 * 1024,
-    ) -> None:
+    def __init__(self, *, valid_tokens: set[str] | None = None) -> None:
         self.valid_tokens = valid_tokens
-        self.multipart_threshold = multipart_threshold
-        self.multipart_chunk_size = multipart_chunk_size
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
         self.lfs_uploads: list[str] = []  # oids, one per completed storage upload
+        self.xorbs: dict[str, bytes] = {}  # Xet uploads: serialized xorbs by hash
+        self.shards: list[bytes] = []
         self.requests: list[RequestRecord] = []
         self.calls: Counter[str] = Counter()
         self.unhandled: list[str] = []
         self.errors: list[str] = []
-        self._parts: dict[str, dict[int, bytes]] = defaultdict(dict)
-        self._faults: dict[str, deque[tuple[int, float | None]]] = defaultdict(deque)
+        self._faults: dict[str, deque[tuple[int, bool]]] = defaultdict(deque)
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -233,19 +251,18 @@ class LocalHub:
         route: str,
         times: int = 1,
         status: int = 503,
-        retry_after: float | None = None,
         echo_authorization: bool = False,
     ) -> None:
         """Make the next `times` calls of `route` fail.
 
-        `status` > 0 answers with that code (and a Retry-After header if given) without doing
-        anything; `DROP` closes the connection without an answer; `LOSE_RESPONSE` does the work
-        and then closes the connection, as when a response is lost on the way back. With
-        `echo_authorization`, the error body and message header repeat the request's
-        Authorization header, as some proxies and debug servers do.
+        `status` > 0 answers with that code without doing anything; `DROP` closes the
+        connection without an answer; `LOSE_RESPONSE` does the work and then closes the
+        connection, as when a response is lost on the way back. With `echo_authorization`, the
+        error body and message header repeat the request's Authorization header, as some
+        proxies and debug servers do.
         """
         with self._lock:
-            self._faults[route].extend([(status, retry_after, echo_authorization)] * times)
+            self._faults[route].extend([(status, echo_authorization)] * times)
 
     def reset(self) -> None:
         """Forget every repository, object, record and pending fault (the port stays)."""
@@ -253,11 +270,12 @@ class LocalHub:
             self.repos.clear()
             self.lfs_objects.clear()
             self.lfs_uploads.clear()
+            self.xorbs.clear()
+            self.shards.clear()
             self.requests.clear()
             self.calls.clear()
             self.unhandled.clear()
             self.errors.clear()
-            self._parts.clear()
             self._faults.clear()
 
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
@@ -270,7 +288,7 @@ class LocalHub:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def _take_fault(self, route: str) -> tuple[int, float | None, bool] | None:
+    def _take_fault(self, route: str) -> tuple[int, bool] | None:
         with self._lock:
             queue = self._faults.get(route)
             return queue.popleft() if queue else None
@@ -288,6 +306,12 @@ class LocalHub:
         if repo is None:
             raise _HubError(404, "Repository not found", code="RepoNotFound")
         return repo
+
+    def _files_at(self, repo: Repo, rev: str) -> tuple[str, dict[str, StoredFile]]:
+        """``(commit oid, files)`` at a branch or a commit."""
+        rev = unquote(rev)
+        commit = rev if rev in repo.snapshots else repo.heads[self._branch(repo, rev)]
+        return commit, repo.snapshots[commit]
 
     @staticmethod
     def _branch(repo: Repo, rev: str | None) -> str:
@@ -393,54 +417,13 @@ class LocalHub:
                 oid, size = obj["oid"], obj["size"]
                 answer: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
                 if oid not in self.lfs_objects:
-                    storage = f"{self.url}/_storage/{oid}"
-                    upload: dict[str, Any] = {"href": storage, "header": {}}
-                    if self.multipart_threshold is not None and size > self.multipart_threshold:
-                        n_parts = -(-size // self.multipart_chunk_size)
-                        upload["header"] = {"chunk_size": str(self.multipart_chunk_size)} | {
-                            f"{i:05d}": f"{storage}/part/{i}" for i in range(1, n_parts + 1)
-                        }
-                    answer["actions"] = {
-                        "upload": upload,
-                        "verify": {"href": f"{storage}/verify", "header": {}},
-                    }
+                    answer["actions"] = {"upload": {"href": f"{self.url}/_storage/{oid}"}}
                 objects.append(answer)
         return 200, {"transfer": "basic", "objects": objects}
 
     def lfs_upload(self, body: bytes, *, params: dict[str, str], **_: Any) -> tuple[int, Any]:
         self._store_lfs(params["oid"], body)
         return 200, None
-
-    def lfs_part(
-        self, body: bytes, *, params: dict[str, str], **_: Any
-    ) -> tuple[int, Any, dict[str, str]]:
-        with self._lock:
-            self._parts[params["oid"]][int(params["part"])] = body
-        return 200, None, {"ETag": f'"{hashlib.md5(body).hexdigest()}"'}
-
-    def lfs_complete(self, body: bytes, *, params: dict[str, str], **_: Any) -> tuple[int, Any]:
-        oid = params["oid"]
-        payload = json.loads(body)
-        with self._lock:
-            parts = self._parts.pop(oid, {})
-        chunks = []
-        for expected, part in enumerate(payload["parts"], start=1):
-            number = part["partNumber"]
-            if number != expected or number not in parts:
-                return 400, {"error": f"missing or out-of-order part {number}"}
-            if part["etag"].strip('"') != hashlib.md5(parts[number]).hexdigest():
-                return 400, {"error": f"etag mismatch on part {number}"}
-            chunks.append(parts[number])
-        self._store_lfs(oid, b"".join(chunks))
-        return 200, {"success": True}
-
-    def lfs_verify(self, body: bytes, **_: Any) -> tuple[int, Any]:
-        payload = json.loads(body)
-        with self._lock:
-            content = self.lfs_objects.get(payload["oid"])
-        if content is None or len(content) != payload["size"]:
-            return 404, {"error": "object not found or wrong size"}
-        return 200, {"success": True}
 
     def _store_lfs(self, oid: str, content: bytes) -> None:
         if hashlib.sha256(content).hexdigest() != oid:
@@ -473,6 +456,9 @@ class LocalHub:
                         return 400, {"error": f"unsupported encoding for {path}"}
                     content = base64.b64decode(value["content"])
                     operations.append((key, path, StoredFile(content, lfs=False)))
+                elif key == "lfsFile" and value["oid"] not in self.lfs_objects and self.xorbs:
+                    stored = StoredFile(b"", lfs=True, xet_sha256=value["oid"])
+                    operations.append((key, path, stored))
                 elif key == "lfsFile":
                     content = self.lfs_objects.get(value["oid"])
                     if content is None or value.get("algo") != "sha256":
@@ -480,7 +466,7 @@ class LocalHub:
                     if "size" in value and len(content) != value["size"]:
                         return 422, {"error": f"LFS object of {path} has the wrong size"}
                     operations.append((key, path, StoredFile(content, lfs=True)))
-                elif key in ("deletedFile", "deletedFolder"):
+                elif key == "deletedFile":
                     operations.append((key, path, None))
                 else:
                     return 400, {"error": f"unknown commit operation {key}"}
@@ -510,10 +496,6 @@ class LocalHub:
                         404, f"A file with this name doesn't exist: {path}", code="EntryNotFound"
                     )
                 del files[path]
-            elif key == "deletedFolder":
-                prefix = path.rstrip("/") + "/"
-                for existing in [p for p in files if p.startswith(prefix)]:
-                    del files[existing]
             else:
                 assert stored is not None
                 files[path] = stored
@@ -524,6 +506,7 @@ class LocalHub:
         oid = digest.hexdigest()
         repo.branches[branch] = files
         repo.heads[branch] = oid
+        repo.snapshots[oid] = files
         repo.commits.append(
             Commit(oid, branch, summary, description, parent, [(k, p) for k, p, _ in operations])
         )
@@ -536,7 +519,7 @@ class LocalHub:
         base = unquote(params.get("path") or "").strip("/")
         with self._lock:
             repo = self._repo_for(params)
-            files = repo.branches[self._branch(repo, params["rev"])]
+            _, files = self._files_at(repo, params["rev"])
             prefix = f"{base}/" if base else ""
             entries: dict[str, dict[str, Any]] = {}
             for path, stored in sorted(files.items()):
@@ -567,6 +550,44 @@ class LocalHub:
                 raise _HubError(404, f"{base} does not exist", code="EntryNotFound")
         return 200, list(entries.values())
 
+    def resolve(
+        self, body: bytes, *, params: dict[str, str], method: str = "GET", **_: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        """A file's bytes at a branch or commit, with the headers huggingface_hub's download
+        reads (``X-Repo-Commit``, ``ETag`` / ``X-Linked-Etag``, sizes); HEAD: headers only."""
+        with self._lock:
+            repo = self._repo_for(params)
+            commit, files = self._files_at(repo, params["rev"])
+            stored = files.get(unquote(params["path"]))
+        if stored is None:
+            raise _HubError(404, "Entry not found", code="EntryNotFound")
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{git_blob_oid(stored.content)}"'}
+        if stored.lfs:
+            headers["X-Linked-Etag"] = f'"{stored.sha256}"'
+            headers["X-Linked-Size"] = str(len(stored.content))
+        return 200, _Raw(stored.content, head=method == "HEAD"), headers
+
+    # -- Xet (the default upload path of huggingface_hub 2.x with hf_xet) -------------------
+
+    def xet_token(self, body: bytes, *, params: dict[str, str], **_: Any) -> tuple[int, Any]:
+        with self._lock:
+            self._repo_for(params)
+        exp = int(time.time()) + 3600
+        return 200, {"accessToken": XET_ACCESS_TOKEN, "exp": exp, "casUrl": f"{self.url}/_cas"}
+
+    def cas_xorb(self, body: bytes, *, params: dict[str, str], **_: Any) -> tuple[int, Any]:
+        with self._lock:
+            self.xorbs[params["hash"]] = body
+        return 200, {"was_inserted": True}
+
+    def cas_shard(self, body: bytes, **_: Any) -> tuple[int, Any]:
+        with self._lock:
+            self.shards.append(body)
+        return 200, {"result": 1}
+
+    def cas_fallback(self, body: bytes, **_: Any) -> tuple[int, Any]:
+        return 404, {"error": "not served here; the client falls back to the v1 upload"}
+
     def branch(self, body: bytes, *, params: dict[str, str], **_: Any) -> tuple[int, Any]:
         payload = json.loads(body) if body else {}
         with self._lock:
@@ -595,6 +616,14 @@ def _lfs_patterns(files: dict[str, StoredFile]) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """A response body sent as bytes (a file), or only its length for a HEAD request."""
+
+    content: bytes
+    head: bool = False
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ThreadingHTTPServer
@@ -606,6 +635,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch("GET")
 
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
     def do_POST(self) -> None:
         self._dispatch("POST")
 
@@ -613,17 +645,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PUT")
 
     def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(chunks)
+        # huggingface_hub sends every body with a Content-Length (never chunked).
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _dispatch(self, method: str) -> None:
@@ -635,7 +657,8 @@ class _Handler(BaseHTTPRequestHandler):
         route, params = None, {}
         for route_method, name, pattern in _ROUTES:
             match = pattern.match(path)
-            if route_method == method and match:
+            head = (method, route_method, name) == ("HEAD", "GET", "resolve")
+            if (route_method == method or head) and match:
                 route, params = name, {k: v for k, v in match.groupdict().items() if v is not None}
                 break
         authorization = self.headers.get("Authorization")
@@ -659,13 +682,13 @@ class _Handler(BaseHTTPRequestHandler):
             with hub._lock:
                 hub.unhandled.append(f"{method} {self.path}")
             return self._send(404, {"error": f"no route for {method} {self.path}"})
-        status, retry_after, echo = hub._take_fault(route) or (None, None, False)
+        status, echo = hub._take_fault(route) or (None, False)
         if status == DROP:
             # An abrupt disconnect: the client sees a protocol error, never a status code.
             self.close_connection = True
             return DROP, None
         if status is not None and status != LOSE_RESPONSE:
-            headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+            headers = {}
             message = f"injected failure on {route}"
             if echo:
                 message += f" (request had Authorization: {authorization})"
@@ -673,9 +696,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, {"error": message}, headers)
         lose_response = status == LOSE_RESPONSE
         try:
-            if route not in _PUBLIC_ROUTES:
+            if route in _CAS_ROUTES:
+                if authorization != f"Bearer {XET_ACCESS_TOKEN}":
+                    raise _HubError(401, "CAS calls need the Xet access token")
+            elif route not in _PUBLIC_ROUTES:
                 hub._check_auth(authorization)
-            status, payload, *extra = getattr(hub, route)(body, params=params, query=query)
+            status, payload, *extra = getattr(hub, route)(
+                body, params=params, query=query, method=method
+            )
             if lose_response:
                 self.close_connection = True
                 return LOSE_RESPONSE, payload
@@ -694,12 +722,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, payload: Any, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        data = b"" if payload is None else json.dumps(payload).encode()
+        if isinstance(payload, _Raw):
+            data, kind = payload.content, "application/octet-stream"
+        else:
+            data, kind = (
+                b"" if payload is None else json.dumps(payload).encode(),
+                "application/json",
+            )
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(data)
-        return status, payload
+        if not (isinstance(payload, _Raw) and payload.head):
+            self.wfile.write(data)
+        return status, None if isinstance(payload, _Raw) else payload

@@ -1,11 +1,12 @@
 """End-to-end tests of `hae_data.hub.push_to_hub`: the real huggingface_hub client, over real
 HTTP, against the local Hub stand-in of `tests/data/hub_server.py`. Nothing is patched.
 
-Pushes run in a child Python process (one for the module, see `Pusher`): huggingface_hub reads
-`HF_ENDPOINT` and `HF_HUB_DISABLE_XET` when it is first imported, this process imported it in
-offline mode (tests/conftest.py), and the local server speaks LFS, not Xet. The child logs
-everything at DEBUG (with `HF_DEBUG=1`, every request as a curl line); the tests search all of
-its output for the token. Together these tests take about 10 s.
+Pushes run in child Python processes (see `Pusher`): huggingface_hub reads `HF_ENDPOINT` and
+`HF_HUB_DISABLE_XET` when it is first imported, and this process imported it in offline mode
+(tests/conftest.py). One child pushes over LFS (`HF_HUB_DISABLE_XET=1`: every byte can be
+checked), one over Xet, huggingface_hub's default. The children log everything at DEBUG (with
+`HF_DEBUG=1`, every request as a curl line); the tests search all of it for the token.
+Together these tests take about 15 s.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from PIL import Image
 
 from hae_data.export import export_dataset
 from hae_data.hub import describe_export, push_to_hub
-from tests.data.hub_server import DROP, LOSE_RESPONSE, LocalHub
+from tests.data.hub_server import DROP, LOSE_RESPONSE, XET_ACCESS_TOKEN, LocalHub
 from tests.data.test_export import make_records
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +54,6 @@ def run(push):
     except Exception as exc:
         result = {"error": type(exc).__name__, "message": str(exc),
                   "status_code": getattr(exc, "status_code", None),
-                  "attempts": getattr(exc, "attempts", None),
                   "transient": getattr(exc, "transient", None),
                   "traceback": "".join(traceback.format_exception(exc))}
     result["elapsed"] = time.perf_counter() - start
@@ -104,7 +104,7 @@ class Pusher:
     """A long-lived child interpreter that runs pushes: huggingface_hub reads HF_ENDPOINT and
     HF_HUB_DISABLE_XET once at import, and this test process imported it offline long ago."""
 
-    def __init__(self, endpoint: str, workdir: Path) -> None:
+    def __init__(self, endpoint: str, workdir: Path, *, xet: bool = False) -> None:
         self.hf_home = workdir / "hf_home"
         # tests/conftest.py makes this process offline (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE).
         env = {
@@ -112,9 +112,10 @@ class Pusher:
             for k, v in os.environ.items()
             if not k.startswith("HF_") and k != "TRANSFORMERS_OFFLINE"
         }
+        if not xet:
+            env["HF_HUB_DISABLE_XET"] = "1"
         env.update(
             HF_ENDPOINT=endpoint,
-            HF_HUB_DISABLE_XET="1",
             HF_HOME=str(self.hf_home),  # no cached login from the machine
             HF_DEBUG="1",
             HF_HUB_VERBOSITY="debug",
@@ -135,7 +136,7 @@ class Pusher:
     def run(self, pushes: list[dict[str, Any]], env: dict[str, str] | None = None) -> Pushes:
         """Run `push_to_hub(**kwargs)` for each kwargs, in order, in the worker."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        args = [{"retry_base_delay": 0.01, **p, "folder": str(p["folder"])} for p in pushes]
+        args = [{**p, "folder": str(p["folder"])} for p in pushes]
         self._proc.stdin.write(json.dumps({"pushes": args, "env": env or {}}) + "\n")
         self._proc.stdin.flush()
         ready, _, _ = select.select([self._proc.stdout], [], [], 60)
@@ -181,7 +182,6 @@ def make_export(folder: Path, *, fine_grained_shards: int = 2, seed: int = 0) ->
     _parquet(folder / "data/overall/test-00000-of-00001.parquet", 10, seed + 1)
     n = fine_grained_shards
     for i in range(n):
-        # Big enough (~12 KB) to take the multipart path when the server asks for it.
         _parquet(folder / f"data/fine_grained/train-{i:05d}-of-{n:05d}.parquet", 150, seed + 10 + i)
     _parquet(folder / "data/fine_grained/test-00000-of-00001.parquet", 10, seed + 2)
     _parquet(folder / "rejected.parquet", 5, seed + 3)
@@ -223,13 +223,20 @@ def assert_clean(hub: LocalHub) -> None:
 
 @pytest.fixture(scope="module")
 def hub_server():
-    with LocalHub(valid_tokens={TOKEN}, multipart_threshold=8 * 1024) as server:
+    with LocalHub(valid_tokens={TOKEN}) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def pusher(hub_server, tmp_path_factory):
     worker = Pusher(hub_server.url, tmp_path_factory.mktemp("push-worker"))
+    yield worker
+    worker.close()
+
+
+@pytest.fixture(scope="module")
+def xet_pusher(hub_server, tmp_path_factory):
+    worker = Pusher(hub_server.url, tmp_path_factory.mktemp("xet-push-worker"), xet=True)
     yield worker
     worker.close()
 
@@ -277,9 +284,7 @@ def test_push_uploads_every_file_to_a_private_dataset_repo(pusher, hub, export_d
     assert sorted(hub.lfs_uploads) == sorted(
         hashlib.sha256(c).hexdigest() for p, c in local.items() if kinds[p] == "lfsFile"
     )
-    # The fine-grained shards went up in parts, the small files in one PUT.
-    assert hub.calls["lfs_part"] > 0 and hub.calls["lfs_complete"] == 2
-    assert hub.calls["lfs_upload"] == 5
+    assert hub.calls["lfs_upload"] == n_lfs(export_dir)
     assert commit.summary.startswith(f"Upload HumanBeauty export ({len(local)} files, ")
 
     # The token went to the Hub API as a bearer header on every call, never into a log line.
@@ -294,32 +299,66 @@ def test_push_uploads_every_file_to_a_private_dataset_repo(pusher, hub, export_d
     assert_clean(hub)
 
 
-def test_transient_errors_are_retried_until_the_push_succeeds(pusher, hub, export_dir):
+def test_the_default_upload_path_xet_commits_every_file_by_its_sha256(xet_pusher, hub, export_dir):
+    """huggingface_hub 2.4 uploads through Xet whenever hf_xet is installed (a dependency of it):
+    the Hub hands out a short-lived CAS token, hf_xet chunks the files into xorbs and shards
+    for the CAS, and the commit names each large file by its sha256. The local CAS accepts
+    xorbs and shards without decoding them: what runs offline is the whole client path (Hub
+    token only to the Hub, CAS token only to the CAS, the commit), not the check that the
+    xorbs reconstruct the bytes, which needs the Hub's own CAS service."""
+    import huggingface_hub.utils._runtime as runtime
+
+    assert runtime.is_package_available("hf_xet")
+    local = local_files(export_dir)
+
+    pushed = xet_pusher.run([{"folder": export_dir, "repo_id": REPO, "token": TOKEN}])
+
+    assert "error" not in pushed.only, pushed.only
+    assert hub.calls["xet_token"] == 1 and hub.xorbs and hub.shards
+    assert hub.calls["lfs_batch"] == 0 and hub.lfs_uploads == []
+    commit = hub.repo(REPO).commits[-1]
+    stored = hub.repo(REPO).branches["main"]
+    for path, content in local.items():
+        if path.endswith((".parquet", ".png")):
+            assert stored[path].sha256 == hashlib.sha256(content).hexdigest(), path
+        else:
+            assert stored[path].content == content, path
+    assert {p for _, p in commit.operations} == set(local)
+    for request in hub.requests:
+        if request.path.startswith("/_cas/"):
+            assert request.authorization == f"Bearer {XET_ACCESS_TOKEN}"
+        elif request.route not in ("agent_harnesses", "lfs_upload"):
+            assert request.authorization == f"Bearer {TOKEN}", request.path
+    assert TOKEN not in pushed.stderr
+    assert_clean(hub)
+
+
+def test_a_transient_failure_says_so_and_calling_again_resumes(pusher, hub, export_dir):
+    """The library tries once; its caller (the flow's Prefect task) retries a transient failure,
+    and each retry resumes: no LFS object is sent twice, a lost answer makes no second commit."""
     hub.fail("create", status=500)
     hub.fail("repo_info", status=DROP)  # connection closed without an answer
-    hub.fail("validate_yaml", status=429, retry_after=0.3)
     hub.fail("commit", status=503)
     hub.fail("commit", status=LOSE_RESPONSE)  # committed, but the answer never arrives
+    push = {"folder": export_dir, "repo_id": REPO, "token": TOKEN}
 
-    pushed = pusher.run(
-        [{"folder": export_dir, "repo_id": REPO, "token": TOKEN, "max_retries": 3}],
-    )
+    pushed = pusher.run([push] * 5)
 
-    result = pushed.only
-    assert "error" not in result, result
+    *failed, done = pushed.results
+    assert [r["error"] for r in failed] == ["HubPushError"] * 4
+    assert all(r["transient"] is True for r in failed)
+    assert [r["status_code"] for r in failed] == [500, None, 503, None]
+    assert failed[0]["message"].startswith(f"create repo for {REPO} failed with HTTP 500")
+    assert failed[1]["message"].startswith(f"read repo info for {REPO} failed with a connection")
+    assert "calling again resumes" in failed[2]["message"]
+    assert "error" not in done, done
     assert remote_files(hub) == local_files(export_dir)
-    assert hub.calls["create"] == 2
-    assert hub.calls["repo_info"] >= 2
     # The rerun after the lost answer found nothing left to commit: no duplicate commit.
-    assert hub.calls["commit"] == 2
     repo = hub.repo(REPO)
-    assert len(repo.commits) == 2
-    assert result["url"] == f"{hub.url}/datasets/{REPO}/commit/{repo.heads['main']}"
+    assert hub.calls["commit"] == 2 and len(repo.commits) == 2
+    assert done["url"] == f"{hub.url}/datasets/{REPO}/commit/{repo.heads['main']}"
     # Each rerun of the upload resumed: LFS storage received every object exactly once.
     assert len(hub.lfs_uploads) == len(set(hub.lfs_uploads)) == n_lfs(export_dir)
-    assert "transient error" in pushed.stderr
-    assert "retry 1/3 in 0.30s" in pushed.stderr  # the Hub's Retry-After outranks the backoff
-    assert "retry 2/3 in 0.02s" in pushed.stderr  # exponential backoff from 0.01 s
     assert TOKEN not in pushed.stderr
     assert_clean(hub)
 
@@ -338,23 +377,12 @@ def test_client_errors_fail_fast_without_retries(
     if fault is not None:
         hub.fail(fault[0], times=1, status=fault[1])
 
-    pushed = pusher.run(
-        [
-            {
-                "folder": export_dir,
-                "repo_id": REPO,
-                "token": token,
-                "max_retries": 5,
-                "retry_base_delay": 2.0,  # one retry would show in the elapsed time
-            }
-        ],
-    )
+    pushed = pusher.run([{"folder": export_dir, "repo_id": REPO, "token": token}])
 
     result = pushed.only
     assert result["error"] == "HubPushError"
-    assert result["status_code"] == status and result["attempts"] == 1
+    assert result["status_code"] == status and result["transient"] is False
     assert result["message"].startswith(f"{step} for {REPO} failed with HTTP {status}")
-    assert result["elapsed"] < 2.0
     route = "create" if fault is None else fault[0]
     assert hub.calls[route] == 1
     assert token not in result["message"] and token not in pushed.stderr
@@ -368,9 +396,9 @@ def test_client_errors_fail_fast_without_retries(
 def test_a_server_that_echoes_the_token_never_gets_it_into_any_output(
     pusher, hub, export_dir, status, transient
 ):
-    hub.fail("create", times=3, status=status, echo_authorization=True)
+    hub.fail("create", status=status, echo_authorization=True)
 
-    pushed = pusher.run([{"folder": export_dir, "repo_id": REPO, "token": TOKEN, "max_retries": 2}])
+    pushed = pusher.run([{"folder": export_dir, "repo_id": REPO, "token": TOKEN}])
 
     result = pushed.only
     assert result["error"] == "HubPushError" and result["transient"] is transient
@@ -381,26 +409,6 @@ def test_a_server_that_echoes_the_token_never_gets_it_into_any_output(
     # The chain is cut: the library's exception (holding the raw response) is not under it.
     assert "During handling" not in result["traceback"]
     assert "direct cause" not in result["traceback"]
-
-
-def test_a_push_that_runs_out_of_retries_resumes_on_the_next_run(pusher, hub, export_dir):
-    hub.fail("commit", times=3, status=503)
-    push = {"folder": export_dir, "repo_id": REPO, "token": TOKEN, "max_retries": 2}
-
-    pushed = pusher.run([push, push])
-
-    failed, resumed = pushed.results
-    assert failed["error"] == "HubPushError"
-    assert failed["attempts"] == 3 and failed["status_code"] == 503
-    assert "still failing after 3 attempts" in failed["message"]
-    assert "error" not in resumed, resumed
-    assert remote_files(hub) == local_files(export_dir)
-    # The failed run left its LFS objects in storage; the rerun only committed.
-    assert len(hub.lfs_uploads) == len(set(hub.lfs_uploads)) == n_lfs(export_dir)
-    assert hub.calls["commit"] == 4
-    summaries = [c.summary for c in hub.repo(REPO).commits]
-    assert summaries == ["initial commit", summaries[1]] and "Upload" in summaries[1]
-    assert_clean(hub)
 
 
 def test_a_repush_mirrors_the_export_and_leaves_no_stale_shards(pusher, hub, tmp_path):
@@ -532,8 +540,6 @@ def test_missing_folder_file_and_bad_arguments_are_clear_errors(export_dir, tmp_
         push_to_hub(export_dir / "stats.json", REPO, **kwargs)
     with pytest.raises(ValueError, match="namespace/name"):
         push_to_hub(export_dir, "no-namespace", **kwargs)
-    with pytest.raises(ValueError, match="max_retries"):
-        push_to_hub(export_dir, REPO, max_retries=-1, **kwargs)
 
 
 def test_describe_export_lists_what_a_push_uploads(export_dir):
