@@ -30,7 +30,7 @@ push, but huggingface_hub 2.4 still makes one best-effort GET of its agent regis
 instead keeps all traffic on one host.
 
 :func:`upload_folder` is the same guarded upload for any repository type (the model push of
-`hae_model.hub` uses it).
+`hae_model.model_hub` uses it).
 
 Only the entries an export manages (`hae_data.outdir.EXPORT_ENTRIES`: `data/`, `README.md`,
 `stats.json`, `rejected.parquet`, `plots/`...) are pushed; anything else in the folder (a flow's

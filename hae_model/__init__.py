@@ -16,7 +16,7 @@ Modules, in reading order:
 - :mod:`hae_model.data`: exported Parquet shards -> prompts, tiles and padded batches.
 - :mod:`hae_model.inference`: scoring many images (stage 2, evaluation, scoring).
 - :mod:`hae_model.scorer`: :func:`load_scorer`, the Python scorer (paths and PIL images).
-- :mod:`hae_model.hub`: Hub ids for ``--model`` / ``--data`` and ``train --push-to-hub``.
+- :mod:`hae_model.model_hub`: Hub ids for ``--model`` / ``--data`` and ``train --push-to-hub``.
 - :mod:`hae_model.metavoter`: stage 2, fitting the MetaVoter on cached head scores.
 - :mod:`hae_model.train`, :mod:`hae_model.evaluate`, :mod:`hae_model.score`: the CLIs.
 - :mod:`hae_model.metrics`: PLCC, SRCC, KRCC, errors and level metrics (SPEC 3.4).

@@ -11,7 +11,7 @@ unparseable and left out, never replaced by a guess. Rows that cannot be read ar
 ``--predictions FILE.jsonl`` (or ``.csv``) also every image's prediction of every head beside
 its exported targets. A split without rows (``--split quick`` on an export without a quick
 subset, say) is an error, never an empty report. ``--model`` and ``--data`` take folders or Hub
-ids (a dataset id downloads only the shards of the split, see :mod:`hae_model.hub`).
+ids (a dataset id downloads only the shards of the split, see :mod:`hae_model.model_hub`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from hae_data.levels import score_to_level
 from hae_data.records import PARTS
 from hae_model.config import OVERALL_SOURCES
 from hae_model.data import SPLITS, count_rows, list_row_groups
-from hae_model.hub import EVALUATION_FILE, is_hub_id, resolve_data, resolve_model
 from hae_model.inference import (
     ScoredImage,
     add_inference_args,
@@ -45,6 +44,7 @@ from hae_model.inference import (
 )
 from hae_model.metrics import level_metrics, mae, regression_metrics
 from hae_model.model import load_for_inference
+from hae_model.model_hub import EVALUATION_FILE, is_hub_id, resolve_data, resolve_model
 
 __all__ = [
     "EVAL_SPLITS",

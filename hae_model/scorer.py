@@ -221,11 +221,11 @@ def load_scorer(
     ``float32``, ``bfloat16``, ``float16`` or a ``torch.dtype`` (the heads stay float32);
     ``text=False`` skips generating the text answers (much faster); ``questions``: see
     :meth:`hae_model.data.SampleEncoder.inference_questions`; ``scale``: ``unit`` or ``five``;
-    ``revision`` and ``cache_dir`` for a Hub id (see :func:`hae_model.hub.resolve_model`).
+    ``revision`` and ``cache_dir`` for a Hub id (see :func:`hae_model.model_hub.resolve_model`).
     Bad arguments raise ``ValueError`` before the model is loaded.
     """
-    from hae_model.hub import resolve_model
     from hae_model.model import load_for_inference
+    from hae_model.model_hub import resolve_model
 
     dev = resolve_device(device)
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, dev)

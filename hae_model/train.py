@@ -54,7 +54,6 @@ from hae_model.data import (
     list_row_groups,
     seed_worker,
 )
-from hae_model.hub import add_push_args, prepare_train_args, push_trained
 from hae_model.inference import (
     autocast,
     autocast_dtype,
@@ -70,6 +69,7 @@ from hae_model.metavoter import (
     train_metavoter,
 )
 from hae_model.model import HumanAesExpert
+from hae_model.model_hub import add_push_args, prepare_train_args, push_trained
 
 __all__ = ["TrainConfig", "main", "train"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hae_model.hub import resolve_data
+from hae_model.model_hub import resolve_data
 from hae_model.scorer import load_scorer
 from tests.data.hub_server import LocalHub
 
@@ -31,7 +31,7 @@ DATA, MODEL = "hae-org/humanbeauty-small", "hae-org/hae-tiny"
 _ONLINE = r"""
 import sys
 from hae_data.hub import push_to_hub
-from hae_model import evaluate, hub, score, train
+from hae_model import evaluate, model_hub, score, train
 
 export, tiny, out, image = sys.argv[1:5]
 push_to_hub(export, "{DATA}")
@@ -41,7 +41,7 @@ train_args = ["--data", "{DATA}", "--base", tiny, "--output", out, "--max-tiles"
 assert train.main(train_args) == 0
 assert evaluate.main(["--model", out, "--data", "{DATA}", "--split", "test", "--no-text",
                       "--num-workers", "0", "--output", out + "/../eval.json"]) == 0
-assert hub.main([out, "{MODEL}", "--data", "{DATA}"]) == 0
+assert model_hub.main([out, "{MODEL}", "--data", "{DATA}"]) == 0
 assert score.main(["--model", "{MODEL}", "--no-text", "--output", out + "/../s.jsonl",
                    image]) == 0
 """

@@ -295,7 +295,7 @@ def push_trained(output: str | os.PathLike[str], args: argparse.Namespace) -> in
     except HubPushError as exc:
         log.error(
             "push to %s failed: %s\nThe model is saved in %s; push it again with: "
-            "python -m hae_model.hub %s %s%s",
+            "python -m hae_model.model_hub %s %s%s",
             args.push_to_hub,
             exc,
             output,
@@ -309,9 +309,9 @@ def push_trained(output: str | os.PathLike[str], args: argparse.Namespace) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hae_model.hub FOLDER ORG/NAME``: push a trained model folder."""
+    """``python -m hae_model.model_hub FOLDER ORG/NAME``: push a trained model folder."""
     parser = argparse.ArgumentParser(
-        prog="python -m hae_model.hub",
+        prog="python -m hae_model.model_hub",
         description="Upload a model folder written by hae_model.train to a Hub model "
         "repository, with a model card (base model, data, metrics of its last evaluation).",
     )
