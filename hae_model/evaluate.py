@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from annotation_schema import load_standard
-from hae_data.levels import score_to_level
 from hae_data.records import PARTS
 from hae_model.config import OVERALL_SOURCES
 from hae_model.data import SPLITS, count_rows, list_row_groups
@@ -38,6 +37,7 @@ from hae_model.inference import (
     autocast,
     autocast_dtype,
     inference_loader,
+    prediction_level,
     resolve_device,
     resolve_dtype,
     score_batches,
@@ -69,10 +69,6 @@ HEADS = {
 }
 
 
-def _clip(x: float) -> float:
-    return min(1.0, max(0.0, x))
-
-
 def _group_report(items: Sequence[ScoredImage], text: bool) -> dict[str, Any]:
     std = load_standard()
     target = [it["score"] for it in items]
@@ -83,7 +79,7 @@ def _group_report(items: Sequence[ScoredImage], text: bool) -> dict[str, Any]:
     for head in HEADS:
         pred = [it[head] for it in items]
         metrics = regression_metrics(pred, target)
-        levels = level_metrics([score_to_level(_clip(p)) for p in pred], true_levels)
+        levels = level_metrics([prediction_level(p) for p in pred], true_levels)
         heads[head] = {**metrics, **{k: v for k, v in levels.items() if k != "n"}}
     report: dict[str, Any] = {"n": len(items), "heads": heads}
 

@@ -40,6 +40,7 @@ __all__ = [
     "max_answer_tokens",
     "parse_fine_grained_answer",
     "parse_overall_answer",
+    "prediction_level",
     "resolve_device",
     "resolve_dtype",
     "score_batches",
@@ -265,12 +266,13 @@ def levels_of(item: ScoredImage) -> dict[str, str]:
     """Level words of every score of a result (heads, MetaVoter, ``overall`` and the 12
     dimensions, by name)."""
     std = load_standard()
-    out = {head: score_to_level(_clip(item[head])) for head in (*OVERALL_SOURCES, "overall")}
+    out = {head: prediction_level(item[head]) for head in (*OVERALL_SOURCES, "overall")}
     for name, value in zip(std.names, item["dimensions"], strict=True):
-        out[name] = score_to_level(_clip(value))
+        out[name] = prediction_level(value)
     return out
 
 
-def _clip(x: float) -> float:
+def prediction_level(score: float) -> str:
+    """The level word of a predicted score; the score is clipped to [0, 1] first."""
     # Sigmoid and softmax outputs are in [0, 1] up to rounding in float32.
-    return min(1.0, max(0.0, float(x)))
+    return score_to_level(min(1.0, max(0.0, float(score))))
