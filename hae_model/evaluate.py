@@ -260,7 +260,7 @@ def evaluate(
     """Score ``split`` of the export at ``data_dir`` (``all``: every row) with the model at
     ``model_dir``; returns the report and, with ``output``, writes it as JSON and Markdown
     (``.md`` beside it). ``questions``: see
-    :meth:`hae_model.data.SampleEncoder.inference_questions`."""
+    :meth:`hae_model.processing.SampleEncoder.inference_questions`."""
     groups = row_groups(data_dir, split, parts)
     dev = resolve_device(device)
     model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)

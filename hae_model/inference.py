@@ -19,15 +19,9 @@ from torch.utils.data import DataLoader
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
 from hae_model.config import OVERALL_SOURCES
-from hae_model.data import (
-    INFERENCE_QUESTIONS,
-    RowGroupRef,
-    SampleEncoder,
-    ShardStream,
-    collate_inference,
-    seed_worker,
-)
+from hae_model.data import RowGroupRef, ShardStream, seed_worker
 from hae_model.model import HumanAesExpert
+from hae_model.processing import INFERENCE_QUESTIONS, SampleEncoder, collate_inference
 
 __all__ = [
     "PRECISIONS",

@@ -25,7 +25,6 @@ import torch
 from annotation_schema import load_standard
 from hae_data.images import ImageDecodeError, read_image
 from hae_model.config import OVERALL_SOURCES
-from hae_model.data import collate_inference
 from hae_model.inference import (
     add_inference_args,
     autocast,
@@ -35,6 +34,7 @@ from hae_model.inference import (
     score_batches,
 )
 from hae_model.model import load_for_inference
+from hae_model.processing import collate_inference
 
 __all__ = ["main", "score_images"]
 
@@ -55,7 +55,7 @@ def score_images(
 ) -> Iterator[dict[str, Any]]:
     """One result dict per image path, in order (see the module docstring for the keys).
 
-    ``questions``: see :meth:`hae_model.data.SampleEncoder.inference_questions`."""
+    ``questions``: see :meth:`hae_model.processing.SampleEncoder.inference_questions`."""
     std = load_standard()
     dev = resolve_device(device)
     model, encoder = load_for_inference(model_dir, base=base, device=dev, max_tiles=max_tiles)

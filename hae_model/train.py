@@ -47,13 +47,7 @@ from torch.utils.data import DataLoader
 
 from hae_data.records import PARTS
 from hae_model.config import VOTER_INPUTS
-from hae_model.data import (
-    TrainingStream,
-    collate_train,
-    kept_rows,
-    list_row_groups,
-    seed_worker,
-)
+from hae_model.data import TrainingStream, kept_rows, list_row_groups, seed_worker
 from hae_model.inference import (
     autocast,
     autocast_dtype,
@@ -69,6 +63,7 @@ from hae_model.metavoter import (
     train_metavoter,
 )
 from hae_model.model import HumanAesExpert
+from hae_model.processing import collate_train
 
 __all__ = ["TrainConfig", "main", "train"]
 
