@@ -342,49 +342,7 @@ def _train(cfg: TrainConfig, d: _Dist, stop: _StopRequest) -> Path:
     elif cfg.resume:
         log.info("--resume: no checkpoint under %s, starting from scratch", output / CHECKPOINTS)
 
-    if step < total:
-        _stage1(
-            cfg,
-            d,
-            model,
-            encoder,
-            groups,
-            rows,
-            opt,
-            sched,
-            step,
-            total,
-            skip_batches,
-            amp,
-            rng,
-            stop,
-        )
-    stop.release()  # stage 2 is short: a signal there acts as without this handler
-    _check_in_sync(model, d)
-    _stage2(cfg, d, model, encoder, groups, amp)
-    if d.main:
-        model.save_pretrained(output, encoder)
-        log.info("model saved to %s", output)
-    d.barrier()
-    return output
-
-
-def _stage1(
-    cfg: TrainConfig,
-    d: _Dist,
-    model: HumanAesExpert,
-    encoder: SampleEncoder,
-    groups: list,
-    rows: list[list[int]],
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    step: int,
-    total: int,
-    skip_batches: int,
-    amp: torch.dtype | None,
-    rng: dict[str, Any] | None,
-    stop: _StopRequest,
-) -> None:
+    # Stage 1: the data stream, from where a resumed run stopped, and the optimiser steps.
     stream = TrainingStream(
         groups,
         encoder.encode_train,
@@ -408,6 +366,33 @@ def _stage1(
         prefetch_factor=4 if cfg.num_workers else None,
         persistent_workers=False,
     )
+    if step < total:
+        _stage1(cfg, d, model, loader, opt, sched, step, total, skip_batches, amp, rng, stop)
+    stop.release()  # stage 2 is short: a signal there acts as without this handler
+    _check_in_sync(model, d)
+    _stage2(cfg, d, model, encoder, groups, amp)
+    if d.main:
+        model.save_pretrained(output, encoder)
+        log.info("model saved to %s", output)
+    d.barrier()
+    return output
+
+
+def _stage1(
+    cfg: TrainConfig,
+    d: _Dist,
+    model: HumanAesExpert,
+    loader: DataLoader,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    step: int,
+    total: int,
+    skip_batches: int,
+    amp: torch.dtype | None,
+    rng: dict[str, Any] | None,
+    stop: _StopRequest,
+) -> None:
+    """Optimiser steps from ``step`` to ``total`` (``skip_batches`` micro-batches done)."""
     if cfg.compile:
         model.compile_backbone()
     model.train()
@@ -476,7 +461,7 @@ def _stage1(
             saved = _save_checkpoint(Path(cfg.output), d, model, opt, sched, state, cfg)
         if signum:
             raise TrainingInterrupted(signum, step, saved)
-    del batches, loader
+    del batches  # stops the data workers before stage 2 starts its own
 
 
 def _stage2(
