@@ -40,8 +40,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hae_model.data import collate_train
 from hae_model.model import HumanAesExpert
+from hae_model.processing import collate_train
 from hae_model.train import MODEL_INPUTS
 
 SHAPES = ("tiny", "internvl2-1b")

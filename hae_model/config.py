@@ -12,9 +12,21 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CONFIG_NAME", "DEFAULT_LORA_TARGETS", "OVERALL_SOURCES", "VOTER_INPUTS", "HAEConfig"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "CONFIG_NAME",
+    "DEFAULT_LORA_TARGETS",
+    "DTYPES",
+    "OVERALL_SOURCES",
+    "TRAINING_OPTIONS",
+    "VOTER_INPUTS",
+    "HAEConfig",
+    "resolve_dtype",
+]
 
 CONFIG_NAME = "config.json"
 
@@ -31,6 +43,26 @@ DEFAULT_LORA_TARGETS = (
     r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
     r"|.*multi_modal_projector\.(linear_1|linear_2)"
 )
+
+#: ``--dtype``: the dtype of the backbone's weights. ``auto`` is bfloat16 on a CUDA GPU that
+#: supports it, else float32. The heads, the MetaVoter and the level logits stay float32.
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+#: The :class:`HAEConfig` fields a training run chooses (``--max-tiles``, ``--lora-r``, ...);
+#: ``hae_model.train.TrainConfig`` takes their defaults from here and checks them here.
+TRAINING_OPTIONS = ("max_tiles", "lora_r", "lora_alpha", "lora_dropout", "reg_weight", "exp_weight")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype for a ``--dtype`` choice (one of :data:`DTYPES`) on ``device``."""
+    import torch
+
+    if name == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return getattr(torch, name)
 
 
 @dataclass
@@ -80,19 +112,40 @@ class HAEConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.max_tiles < 1:
-            raise ValueError(f"max_tiles must be >= 1, got {self.max_tiles}")
-        if self.lora_r < 1:
-            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if self.reg_weight < 0 or self.exp_weight < 0:
-            raise ValueError("reg_weight and exp_weight must be >= 0")
+        self.check_options(**{name: getattr(self, name) for name in TRAINING_OPTIONS})
         if self.overall_from not in OVERALL_SOURCES:
             raise ValueError(
                 f"overall_from must be one of {', '.join(OVERALL_SOURCES)}, "
                 f"got {self.overall_from!r}"
             )
+
+    @staticmethod
+    def check_options(
+        *,
+        max_tiles: int,
+        lora_r: int,
+        lora_alpha: int,
+        lora_dropout: float,
+        reg_weight: float,
+        exp_weight: float,
+    ) -> None:
+        """Raise ``ValueError`` naming the first bad value of the :data:`TRAINING_OPTIONS`: the
+        one check of these fields, for a config being built and for a training run's options."""
+        if max_tiles < 1:
+            raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
+        if lora_r < 1:
+            raise ValueError(f"lora_r must be >= 1, got {lora_r}")
+        if lora_alpha <= 0:
+            raise ValueError(f"lora_alpha must be > 0, got {lora_alpha}")
+        if not 0.0 <= lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {lora_dropout}")
+        if reg_weight < 0 or exp_weight < 0:
+            raise ValueError("reg_weight and exp_weight must be >= 0")
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default value of field ``name``."""
+        return cls.__dataclass_fields__[name].default
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""

@@ -29,7 +29,7 @@ from typing import Any
 
 from annotation_schema import load_standard
 from hae_data.records import PARTS
-from hae_model.config import OVERALL_SOURCES
+from hae_model.config import OVERALL_SOURCES, resolve_dtype
 from hae_model.data import SPLITS, count_rows, list_row_groups
 from hae_model.inference import (
     ScoredImage,
@@ -39,7 +39,6 @@ from hae_model.inference import (
     inference_loader,
     prediction_level,
     resolve_device,
-    resolve_dtype,
     score_batches,
 )
 from hae_model.metrics import level_metrics, mae, regression_metrics
@@ -340,7 +339,7 @@ def evaluate(
     ``model_dir`` (folders or Hub ids); returns the report and, with ``output``, writes it as
     JSON and Markdown (``.md`` beside it); with ``predictions``, the per-image predictions
     (:func:`write_predictions`). ``dtype``: the backbone's (:func:`resolve_dtype`);
-    ``questions``: see :meth:`hae_model.data.SampleEncoder.inference_questions`. Raises
+    ``questions``: see :meth:`hae_model.processing.SampleEncoder.inference_questions`. Raises
     ``FileNotFoundError`` for a split without rows."""
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)

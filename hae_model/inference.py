@@ -18,19 +18,12 @@ from torch.utils.data import DataLoader
 
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
-from hae_model.config import OVERALL_SOURCES
-from hae_model.data import (
-    INFERENCE_QUESTIONS,
-    RowGroupRef,
-    SampleEncoder,
-    ShardStream,
-    collate_inference,
-    seed_worker,
-)
+from hae_model.config import DTYPES, OVERALL_SOURCES
+from hae_model.data import RowGroupRef, ShardStream, seed_worker
 from hae_model.model import HumanAesExpert
+from hae_model.processing import INFERENCE_QUESTIONS, SampleEncoder, collate_inference
 
 __all__ = [
-    "DTYPES",
     "PRECISIONS",
     "ScoredImage",
     "add_inference_args",
@@ -42,7 +35,6 @@ __all__ = [
     "parse_overall_answer",
     "prediction_level",
     "resolve_device",
-    "resolve_dtype",
     "score_batches",
 ]
 
@@ -62,19 +54,6 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
-#: What ``--dtype`` accepts: the dtype the backbone's weights are loaded in.
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """The backbone dtype for ``--dtype name``: ``auto`` is bf16 on a CUDA GPU that supports
-    it, else float32 (the heads and the level logits stay float32 whatever it is)."""
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
-    if name == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else torch.float32
-    return getattr(torch, name)
 
 
 def add_inference_args(parser: argparse.ArgumentParser) -> None:

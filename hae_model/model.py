@@ -23,6 +23,7 @@ the backbone's own weights stay where ``config.base_model`` points.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -38,8 +39,8 @@ from torch import nn
 
 from annotation_schema import Standard, load_standard
 from hae_model.config import HAEConfig
-from hae_model.data import IGNORE_INDEX, SampleEncoder, check_level_tokens
 from hae_model.heads import ExpertHead, MetaVoter, RegressionHead, level_score, masked_mean
+from hae_model.processing import IGNORE_INDEX, SampleEncoder, check_level_tokens
 
 __all__ = [
     "ADAPTER_DIR",
@@ -145,7 +146,7 @@ class HumanAesExpert(nn.Module):
         """A fresh model around the backbone at ``base``, with LoRA applied, and its encoder.
 
         ``overrides`` are :class:`HAEConfig` fields (``max_tiles``, ``lora_r``, ...). Raises
-        :class:`hae_model.data.LevelTokenError` when a level word is not a single token.
+        :class:`hae_model.processing.LevelTokenError` when a level word is not a single token.
         """
         from transformers import AutoImageProcessor, AutoTokenizer
 
@@ -477,14 +478,15 @@ def load_for_inference(
     from transformers import AutoImageProcessor, AutoTokenizer
 
     model = HumanAesExpert.from_pretrained(folder, base=base, dtype=dtype).to(device)
-    cfg = model.config
+    # Another tiling for inference only: the copy checks it; the model keeps what it trained on.
+    cfg = dataclasses.replace(model.config, max_tiles=max_tiles or model.config.max_tiles)
     source = folder if (Path(folder) / "tokenizer_config.json").is_file() else cfg.base_model
     encoder = SampleEncoder(
         AutoTokenizer.from_pretrained(str(source)),
         AutoImageProcessor.from_pretrained(str(source)),
         image_seq_length=cfg.image_seq_length,
         tile_size=cfg.tile_size,
-        max_tiles=max_tiles or cfg.max_tiles,
+        max_tiles=cfg.max_tiles,
     )
     if encoder.level_token_ids != list(cfg.level_token_ids):
         raise ValueError(

@@ -32,17 +32,16 @@ from PIL import Image
 from annotation_schema import load_standard
 from hae_data.hashing import content_id
 from hae_data.images import ImageDecodeError, read_image
-from hae_model.config import OVERALL_SOURCES
-from hae_model.data import INFERENCE_QUESTIONS, SampleEncoder, collate_inference
+from hae_model.config import OVERALL_SOURCES, resolve_dtype
 from hae_model.inference import (
     autocast,
     autocast_dtype,
     levels_of,
     resolve_device,
-    resolve_dtype,
     score_batches,
 )
 from hae_model.model import HumanAesExpert
+from hae_model.processing import INFERENCE_QUESTIONS, SampleEncoder, collate_inference
 
 __all__ = ["IMAGE_SUFFIXES", "SCALES", "ImageInput", "Scorer", "find_images", "load_scorer"]
 
@@ -220,7 +219,7 @@ def load_scorer(
     backbone's weights, ``auto`` (bfloat16 on a GPU that supports it, else float32),
     ``float32``, ``bfloat16``, ``float16`` or a ``torch.dtype`` (the heads stay float32);
     ``text=False`` skips generating the text answers (much faster); ``questions``: see
-    :meth:`hae_model.data.SampleEncoder.inference_questions`; ``scale``: ``unit`` or ``five``;
+    :meth:`hae_model.processing.SampleEncoder.inference_questions`; ``scale``: ``unit`` or ``five``;
     ``revision`` and ``cache_dir`` for a Hub id (see :func:`hae_model.model_hub.resolve_model`).
     Bad arguments raise ``ValueError`` before the model is loaded.
     """

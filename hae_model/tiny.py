@@ -109,7 +109,7 @@ def build_tiny(
         GotOcr2ImageProcessorPil,
     )
 
-    from hae_model.data import check_level_tokens
+    from hae_model.processing import check_level_tokens
 
     if tile_size % (2 * patch_size):
         raise ValueError(f"tile_size {tile_size} must be a multiple of 2 * patch_size")

@@ -3,19 +3,25 @@
 Stage 1 fine-tunes the backbone with LoRA (language model and connector; the vision tower stays
 frozen) and trains the regression and Expert heads in full, on batches that mix overall and
 12-dimension samples (the per-sample switch). AdamW (lr 1e-4, weight decay 0.1 on matrices),
-cosine schedule with 5% warm-up, gradient accumulation, clipping at 1.0, bf16 autocast on a
-GPU. Checkpoints every ``--save-every`` steps; ``--resume`` continues from the latest one, data
-position included. Stage 2 caches the three head scores of every training image and fits the
-MetaVoter (``hae_model.metavoter``). The output folder then holds the adapter, the heads, the
-MetaVoter (safetensors), ``config.json``, the tokenizer and image processor, and
-``train_config.json`` / ``training_summary.json``.
+cosine schedule with 5% warm-up, gradient accumulation, clipping at 1.0. The backbone's weights
+are in ``--dtype`` (bf16 on a GPU that supports it, fp32 on the CPU); the LoRA weights, the
+heads and the level logits stay fp32; ``--precision`` adds bf16 autocast. Checkpoints every
+``--save-every`` steps, and on SIGTERM/SIGINT (then the process exits with 128 + the signal's
+number); ``--resume`` continues from the latest one, data position included, bit for bit.
+Stage 2 caches the three head scores of the MetaVoter's images and fits the MetaVoter
+(``hae_model.metavoter``). The output folder then holds the adapter, the heads, the MetaVoter
+(safetensors), ``config.json``, the tokenizer and image processor, and ``train_config.json``
+/ ``training_summary.json``.
 
-The same command runs data-parallel (DDP) under ``torchrun`` or ``accelerate launch``: the
-launcher's ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` select NCCL on GPUs and gloo on CPUs. An epoch
-is ``ceil(train rows / (batch * accumulation * world))`` optimiser steps in which every training
+The same command runs data-parallel (DDP) under ``torchrun``: the launcher's
+``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` select NCCL on GPUs and gloo on CPUs. An epoch is
+``ceil(train rows / (batch * accumulation * world))`` optimiser steps in which every training
 row is seen exactly once over all ranks and workers, in micro-batches that mix overall and
 12-dimension rows in proportion (``hae_model.data.TrainingStream``); every rank takes the same
 number of micro-batches, so none ever waits for one that ran dry.
+
+Every option is checked before anything is loaded (:meth:`TrainConfig.validate`, then
+:func:`check` for the data and folders): a run that starts does not fail later on a setting.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import os
 import random
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -46,15 +54,10 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from hae_data.records import PARTS
-from hae_model.config import VOTER_INPUTS
-from hae_model.data import (
-    TrainingStream,
-    collate_train,
-    kept_rows,
-    list_row_groups,
-    seed_worker,
-)
+from hae_model.config import DTYPES, TRAINING_OPTIONS, VOTER_INPUTS, HAEConfig, resolve_dtype
+from hae_model.data import TrainingStream, kept_rows, list_row_groups, seed_worker
 from hae_model.inference import (
+    PRECISIONS,
     autocast,
     autocast_dtype,
     inference_loader,
@@ -70,8 +73,9 @@ from hae_model.metavoter import (
 )
 from hae_model.model import HumanAesExpert
 from hae_model.model_hub import add_push_args, prepare_train_args, push_trained
+from hae_model.processing import SampleEncoder, collate_train
 
-__all__ = ["TrainConfig", "main", "train"]
+__all__ = ["TrainConfig", "TrainingInterrupted", "check", "main", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +95,27 @@ MODEL_INPUTS = (
     "score",
     "dimension_scores",
 )
+# What a checkpoint must match for a resumed run to take up the data stream where it stopped.
+_STREAM_KEYS = (
+    "world",
+    "num_workers",
+    "batch_size",
+    "grad_accum",
+    "seed",
+    # The rows of stage 1 depend on these; another set of rows, another stream.
+    "metavoter_data",
+    "metavoter_holdout",
+)
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run; saved as ``train_config.json`` in the output folder."""
+    """Every knob of a training run; saved as ``train_config.json`` in the output folder.
+
+    The model's own settings (``max_tiles``, ``lora_*``, ``reg_weight``, ``exp_weight``:
+    :data:`hae_model.config.TRAINING_OPTIONS`) take their defaults from
+    :class:`~hae_model.config.HAEConfig`, which also checks them.
+    """
 
     data: str
     base: str
@@ -111,12 +131,12 @@ class TrainConfig:
     weight_decay: float = 0.1
     warmup_ratio: float = 0.05
     clip: float = 1.0
-    max_tiles: int = 12
-    lora_r: int = 8
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    reg_weight: float = 1.0
-    exp_weight: float = 1.0
+    max_tiles: int = HAEConfig.default("max_tiles")
+    lora_r: int = HAEConfig.default("lora_r")
+    lora_alpha: int = HAEConfig.default("lora_alpha")
+    lora_dropout: float = HAEConfig.default("lora_dropout")
+    reg_weight: float = HAEConfig.default("reg_weight")
+    exp_weight: float = HAEConfig.default("exp_weight")
     parts: tuple[str, ...] = PARTS
     num_workers: int = 4
     shuffle_buffer: int = 512
@@ -126,7 +146,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: bool = False
     compile: bool = False
+    #: Autocast: ``auto`` is bf16 autocast on a GPU that supports it (see ``hae_model.inference``).
     precision: str = "auto"
+    #: The backbone's weights (:data:`hae_model.config.DTYPES`).
+    dtype: str = "auto"
     gradient_checkpointing: bool = False
     device: str = "auto"
     #: ``holdout`` or ``train`` (the paper's): see ``hae_model.metavoter``.
@@ -139,22 +162,35 @@ class TrainConfig:
     metavoter_lr: float = 1e-3
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def model_options(self) -> dict[str, Any]:
+        """The :class:`~hae_model.config.HAEConfig` fields this run sets."""
+        return {name: getattr(self, name) for name in TRAINING_OPTIONS}
+
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting."""
-        positive = ("batch_size", "grad_accum", "max_tiles", "lora_r", "log_every", "save_every")
+        """Raise ``ValueError`` naming the first bad setting, stage 2's included."""
+        HAEConfig.check_options(**self.model_options())
+        positive = ("batch_size", "grad_accum", "log_every", "save_every", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        for name in ("max_steps", "global_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs <= 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
         if self.lr <= 0 or self.weight_decay < 0 or self.clip <= 0:
             raise ValueError("lr and clip must be > 0 and weight_decay >= 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.num_workers < 0 or self.keep_checkpoints < 1:
-            raise ValueError("num_workers must be >= 0 and keep_checkpoints >= 1")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        bad = [p for p in self.parts if p not in PARTS]
+        if bad or not self.parts:
+            raise ValueError(f"parts must be some of {', '.join(PARTS)}, got {list(self.parts)}")
         if self.metavoter_data not in METAVOTER_DATA:
             raise ValueError(
                 f"metavoter_data must be one of {', '.join(METAVOTER_DATA)}, "
@@ -162,219 +198,66 @@ class TrainConfig:
             )
         if not 0 < self.metavoter_holdout < 1:
             raise ValueError(f"metavoter_holdout must be in (0, 1), got {self.metavoter_holdout}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        bad = [p for p in self.parts if p not in PARTS]
-        if bad or not self.parts:
-            raise ValueError(f"parts must be some of {', '.join(PARTS)}, got {list(self.parts)}")
+        if self.metavoter_batch < 2:
+            # BatchNorm in the MetaVoter normalises over a batch: one sample cannot train it.
+            raise ValueError(f"metavoter_batch must be >= 2, got {self.metavoter_batch}")
+        if self.metavoter_epochs < 0 or self.metavoter_min_steps < 0:
+            raise ValueError("metavoter_epochs and metavoter_min_steps must be >= 0")
+        if self.metavoter_epochs == 0 and self.metavoter_min_steps == 0:
+            raise ValueError("metavoter_epochs and metavoter_min_steps cannot both be 0")
+        if self.metavoter_lr <= 0:
+            raise ValueError(f"metavoter_lr must be > 0, got {self.metavoter_lr}")
 
 
-# ---------------------------------------------------------------------------------------------
-# Distributed setup
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT stopped stage 1; a checkpoint of ``step`` was saved first."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at step {step}")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
 
 
-@dataclass
-class _Dist:
-    rank: int
-    world: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-
-def _setup_distributed(device_name: str) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank if world > 1 else (device.index or 0))
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(minutes=30))
-        log.info("rank %d/%d on %s (%s)", rank, world, device, backend)
-    return _Dist(rank, world, local_rank, device)
-
-
-# ---------------------------------------------------------------------------------------------
-# Optimiser, schedule, checkpoints
-
-
-def _optimizer(model: HumanAesExpert, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for _, p in _trainable(model):
-        # Weight decay on matrices only: biases and norm scales keep their scale.
-        (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-
-
-def _trainable(model: HumanAesExpert) -> list[tuple[str, torch.nn.Parameter]]:
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-
-def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
-    """Learning-rate factor at ``step``: linear warm-up to 1, then cosine to 0 at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def _latest_checkpoint(output: Path) -> Path | None:
-    folder = output / CHECKPOINTS
-    if not folder.is_dir():
-        return None
-    steps = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_RE.match(p.name))]
-    return max(steps)[1] if steps else None
-
-
-def _save_checkpoint(
-    output: Path,
-    model: HumanAesExpert,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    state: dict[str, Any],
-    keep: int,
-    rng_states: list[dict[str, Any]],
-) -> Path:
-    folder = output / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"step-{state['step']:07d}"
-    stage = folder / f".staging-{uuid.uuid4().hex[:8]}"
-    stage.mkdir()
-    try:
-        weights = {n: p.detach().contiguous().cpu() for n, p in _trainable(model)}
-        save_file(weights, str(stage / "trainable.safetensors"))
-        torch.save(
-            {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, stage / "optim.pt"
-        )
-        torch.save(rng_states, stage / "rng.pt")  # one entry per rank
-        (stage / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(stage, final)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    old = sorted(p for p in folder.iterdir() if _STEP_RE.match(p.name))[:-keep]
-    for p in old:
-        shutil.rmtree(p, ignore_errors=True)
-    log.info("checkpoint saved: %s", final)
-    return final
-
-
-def _load_checkpoint(
-    folder: Path,
-    model: HumanAesExpert,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-) -> dict[str, Any]:
-    weights = load_file(str(folder / "trainable.safetensors"))
-    names = {n for n, _ in _trainable(model)}
-    if set(weights) != names:
-        missing, extra = sorted(names - set(weights)), sorted(set(weights) - names)
+def check(cfg: TrainConfig) -> None:
+    """Everything that can be checked before loading the model: the options, the device, the
+    training rows, and an output folder that holds no earlier run unless resuming."""
+    cfg.validate()
+    resolve_device(cfg.device)
+    list_row_groups(cfg.data, "train", cfg.parts)
+    if not cfg.resume and _latest_checkpoint(Path(cfg.output)) is not None:
         raise ValueError(
-            f"{folder} does not match this model (missing {missing[:3]}, unexpected {extra[:3]}); "
-            "was it written with other LoRA or head settings?"
+            f"--output {cfg.output} holds checkpoints of an earlier run: pass --resume to "
+            "continue it, or choose another --output"
         )
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, w in weights.items():
-            params[n].copy_(w)
-    optim = torch.load(folder / "optim.pt", map_location="cpu", weights_only=False)
-    opt.load_state_dict(optim["optimizer"])
-    sched.load_state_dict(optim["scheduler"])
-    state = json.loads((folder / "state.json").read_text())
-    state["rng"] = torch.load(folder / "rng.pt", map_location="cpu", weights_only=False)
-    return state
-
-
-def _rng_state() -> dict[str, Any]:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-
-
-def _restore_rng(rng: dict[str, Any]) -> None:
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-
-
-def _check_in_sync(model: HumanAesExpert, d: _Dist) -> None:
-    """Every rank must hold the same trainable weights after DDP training; fail loudly if not."""
-    if d.world == 1:
-        return
-    total = torch.zeros(1, dtype=torch.float64, device=d.device)
-    for _, p in _trainable(model):
-        total += p.detach().double().sum() + p.detach().double().pow(2).sum()
-    gathered = [torch.zeros_like(total) for _ in range(d.world)]
-    dist.all_gather(gathered, total)
-    values = [float(g) for g in gathered]
-    if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
-        raise RuntimeError(f"DDP replicas diverged: weight checksums {values}")
-    log.info("DDP replicas in sync (weight checksum %.6f on %d ranks)", values[0], d.world)
+    base = Path(cfg.base)
+    if (base.is_absolute() or cfg.base.startswith(".") or base.exists()) and not base.is_dir():
+        raise FileNotFoundError(f"--base {cfg.base}: no such folder")
 
 
 # ---------------------------------------------------------------------------------------------
-# Training
+# Training, top to bottom
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Run both stages; returns the output folder (only rank 0 writes the final model)."""
-    cfg.validate()
+    """Run both stages; returns the output folder (only rank 0 writes the final model).
+
+    Raises :class:`TrainingInterrupted` when SIGTERM or SIGINT arrived during stage 1, after
+    saving a checkpoint of the step it was in.
+    """
+    check(cfg)
     d = _setup_distributed(cfg.device)
     try:
-        return _train(cfg, d)
+        with _StopRequest() as stop:
+            return _train(cfg, d, stop)
     finally:
         if d.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def resolve_grad_accum(cfg: TrainConfig, world: int) -> int:
-    """Micro-batches per optimiser step: from ``--global-batch`` when given (so the effective
-    batch stays the same on any number of GPUs), else ``--grad-accum`` as given."""
-    if cfg.global_batch is None:
-        if world > 1:
-            log.warning(
-                "effective batch is %d (batch %d x accumulation %d x %d ranks); pass "
-                "--global-batch 16 to keep the paper's recipe on any number of GPUs",
-                cfg.batch_size * cfg.grad_accum * world,
-                cfg.batch_size,
-                cfg.grad_accum,
-                world,
-            )
-        return cfg.grad_accum
-    per_step = cfg.batch_size * world
-    if cfg.global_batch < per_step or cfg.global_batch % per_step:
-        raise ValueError(
-            f"--global-batch {cfg.global_batch} is not a multiple of batch size "
-            f"{cfg.batch_size} x {world} rank(s)"
-        )
-    return cfg.global_batch // per_step
-
-
-def _train(cfg: TrainConfig, d: _Dist) -> Path:
+def _train(cfg: TrainConfig, d: _Dist, stop: _StopRequest) -> Path:
     output = Path(cfg.output)
-    if not cfg.resume and _latest_checkpoint(output) is not None:
-        raise ValueError(
-            f"{output / CHECKPOINTS} holds checkpoints of an earlier run: pass --resume to "
-            "continue it, or choose another --output"
-        )
     cfg = dataclasses.replace(cfg, grad_accum=resolve_grad_accum(cfg, d.world))
+
+    # The rows of stage 1 and the schedule.
     groups = list_row_groups(cfg.data, "train", cfg.parts)
     if cfg.metavoter_data == "holdout":
         # The MetaVoter's slice stays out of stage 1, so its head scores are out-of-sample.
@@ -393,30 +276,22 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = math.ceil(cfg.warmup_ratio * total)
     amp = autocast_dtype(cfg.precision, d.device)
+    dtype = resolve_dtype(cfg.dtype, d.device)
 
+    # The model: LoRA and heads trainable, the MetaVoter only in stage 2.
     random.seed(cfg.seed + d.rank)
     np.random.seed(cfg.seed + d.rank)
     torch.manual_seed(cfg.seed)
-    model, encoder = HumanAesExpert.from_base(
-        cfg.base,
-        max_tiles=cfg.max_tiles,
-        lora_r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        reg_weight=cfg.reg_weight,
-        exp_weight=cfg.exp_weight,
-    )
+    model, encoder = HumanAesExpert.from_base(cfg.base, dtype=dtype, **cfg.model_options())
     if d.rank:
         # Own dropout masks per rank; DDP copies rank 0's initial weights to every rank anyway.
         torch.manual_seed(cfg.seed + d.rank)
-    model.metavoter.requires_grad_(False)  # stage 2 only
+    model.metavoter.requires_grad_(False)
     model.to(d.device)
     if cfg.gradient_checkpointing:
         model.base_model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}
         )
-    n_train = sum(p.numel() for _, p in _trainable(model))
-    n_all = sum(p.numel() for p in model.parameters())
     if d.main:
         output.mkdir(parents=True, exist_ok=True)
         (output / "train_config.json").write_text(
@@ -424,8 +299,8 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
         )
         log.info(
             "%d training rows in %d row groups (%d more held out for the MetaVoter); %d steps "
-            "(%d per epoch) of %d samples (%d x %d accumulation x %d ranks); %s; %d trainable "
-            "of %d parameters",
+            "(%d per epoch) of %d samples (%d x %d accumulation x %d ranks); backbone %s, %s; "
+            "%d trainable of %d parameters",
             n_rows,
             len(groups),
             n_held,
@@ -435,11 +310,13 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
             cfg.batch_size,
             cfg.grad_accum,
             d.world,
-            f"autocast {amp}" if amp else "fp32",
-            n_train,
-            n_all,
+            str(dtype).removeprefix("torch."),
+            f"autocast {amp}" if amp else "no autocast",
+            sum(p.numel() for _, p in _trainable(model)),
+            sum(p.numel() for p in model.parameters()),
         )
 
+    # Optimiser, schedule, and where a resumed run starts.
     opt = _optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, partial(cosine_with_warmup, total=total, warmup=warmup)
@@ -450,20 +327,7 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
         state = _load_checkpoint(latest, model, opt, sched)
         step = int(state["step"])
         rng = state["rng"][d.rank] if len(state["rng"]) == d.world else None
-        same_stream = all(
-            state.get(k) == v
-            for k, v in (
-                ("world", d.world),
-                ("num_workers", cfg.num_workers),
-                ("batch_size", cfg.batch_size),
-                ("grad_accum", cfg.grad_accum),
-                ("seed", cfg.seed),
-                # The rows of stage 1 depend on these; another set of rows, another stream.
-                ("metavoter_data", cfg.metavoter_data),
-                ("metavoter_holdout", cfg.metavoter_holdout),
-            )
-        )
-        if same_stream:
+        if all(state.get(k) == v for k, v in _stream_state(cfg, d).items()):
             skip_batches = int(state["micro_batches"])
         else:
             log.warning(
@@ -479,35 +343,7 @@ def _train(cfg: TrainConfig, d: _Dist) -> Path:
     elif cfg.resume:
         log.info("--resume: no checkpoint under %s, starting from scratch", output / CHECKPOINTS)
 
-    if step < total:
-        _stage1(
-            cfg, d, model, encoder, groups, rows, opt, sched, step, total, skip_batches, amp, rng
-        )
-    _check_in_sync(model, d)
-    _stage2(cfg, d, model, encoder, groups, amp)
-    if d.main:
-        model.save_pretrained(output, encoder)
-        log.info("model saved to %s", output)
-    d.barrier()
-    return output
-
-
-def _stage1(
-    cfg: TrainConfig,
-    d: _Dist,
-    model: HumanAesExpert,
-    encoder: Any,
-    groups: list,
-    rows: list[list[int]],
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    step: int,
-    total: int,
-    skip_batches: int,
-    amp: torch.dtype | None,
-    rng: dict[str, Any] | None,
-) -> None:
-    output = Path(cfg.output)
+    # Stage 1: the data stream, from where a resumed run stopped, and the optimiser steps.
     stream = TrainingStream(
         groups,
         encoder.encode_train,
@@ -526,11 +362,38 @@ def _stage1(
         batch_size=None,  # the stream yields whole micro-batches
         num_workers=cfg.num_workers,
         collate_fn=partial(_collate_micro_batch, pad_id=encoder.pad_id),
-        worker_init_fn=seed_worker if cfg.num_workers else None,
+        worker_init_fn=_train_worker_init if cfg.num_workers else None,
         pin_memory=d.device.type == "cuda",
         prefetch_factor=4 if cfg.num_workers else None,
         persistent_workers=False,
     )
+    if step < total:
+        _stage1(cfg, d, model, loader, opt, sched, step, total, skip_batches, amp, rng, stop)
+    stop.release()  # stage 2 is short: a signal there acts as without this handler
+    _check_in_sync(model, d)
+    _stage2(cfg, d, model, encoder, groups, amp)
+    if d.main:
+        model.save_pretrained(output, encoder)
+        log.info("model saved to %s", output)
+    d.barrier()
+    return output
+
+
+def _stage1(
+    cfg: TrainConfig,
+    d: _Dist,
+    model: HumanAesExpert,
+    loader: DataLoader,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    step: int,
+    total: int,
+    skip_batches: int,
+    amp: torch.dtype | None,
+    rng: dict[str, Any] | None,
+    stop: _StopRequest,
+) -> None:
+    """Optimiser steps from ``step`` to ``total`` (``skip_batches`` micro-batches done)."""
     if cfg.compile:
         model.compile_backbone()
     model.train()
@@ -570,9 +433,9 @@ def _stage1(
                 inputs = {
                     k: batch[k].to(d.device, non_blocking=True) for k in MODEL_INPUTS if k in batch
                 }
-            sync = micro == cfg.grad_accum - 1
-            ctx = ddp.no_sync() if (d.world > 1 and not sync) else contextlib.nullcontext()
-            with ctx:
+            # Gradients are all-reduced once per optimiser step, on its last micro-batch.
+            last = micro == cfg.grad_accum - 1
+            with ddp.no_sync() if d.world > 1 and not last else contextlib.nullcontext():
                 with autocast(d.device, amp):
                     out = ddp(**inputs)
                 (out.loss * (weight / cfg.grad_accum)).backward()
@@ -587,80 +450,26 @@ def _stage1(
         opt.zero_grad(set_to_none=True)
         step += 1
 
-        if step % cfg.log_every == 0 or step == total:
+        signum = stop.agreed(d)
+        if step % cfg.log_every == 0 or step == total or signum:
             _log_window(d, window, step, total, start_step, t_start, t_window, sched, grad_norm)
             window.zero_()
             t_window = time.perf_counter()
-        if step % cfg.save_every == 0 or step == total:
-            state = {
-                "step": step,
-                "total": total,
-                "micro_batches": micro_batches,
-                "world": d.world,
-                "num_workers": cfg.num_workers,
-                "batch_size": cfg.batch_size,
-                "grad_accum": cfg.grad_accum,
-                "seed": cfg.seed,
-                "metavoter_data": cfg.metavoter_data,
-                "metavoter_holdout": cfg.metavoter_holdout,
-            }
-            rng_states = [_rng_state()]
-            if d.world > 1:
-                rng_states = [None] * d.world
-                dist.all_gather_object(rng_states, _rng_state())
-            if d.main:
-                _save_checkpoint(output, model, opt, sched, state, cfg.keep_checkpoints, rng_states)
-            d.barrier()
-    del batches, loader
-
-
-def _collate_micro_batch(samples: list[dict[str, Any]], pad_id: int) -> dict[str, Any] | None:
-    """A micro-batch of the training stream as model inputs; ``None`` when it has no row."""
-    return collate_train(samples, pad_id) if samples else None
-
-
-def _log_window(
-    d: _Dist,
-    window: torch.Tensor,
-    step: int,
-    total: int,
-    start_step: int,
-    t_start: float,
-    t_window: float,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    grad_norm: torch.Tensor,
-) -> None:
-    stats = window.clone()
-    if d.world > 1:
-        dist.all_reduce(stats)
-    loss, lm, reg, exp, n, samples = stats.tolist()
-    n = max(n, 1.0)  # a window of empty micro-batches only
-    now = time.perf_counter()
-    rate = samples / max(now - t_window, 1e-9)
-    per_step = (now - t_start) / max(1, step - start_step)
-    eta = timedelta(seconds=round(per_step * (total - step)))
-    if d.main:
-        log.info(
-            "step %d/%d loss %.4f (lm %.4f reg %.4f exp %.4f) lr %.2e grad-norm %.3f "
-            "%.1f samples/s ETA %s",
-            step,
-            total,
-            loss / n,
-            lm / n,
-            reg / n,
-            exp / n,
-            sched.get_last_lr()[0],
-            float(grad_norm),
-            rate,
-            eta,
-        )
+        saved = None
+        if step % cfg.save_every == 0 or step == total or signum:
+            state = {"step": step, "total": total, "micro_batches": micro_batches}
+            state.update(_stream_state(cfg, d))
+            saved = _save_checkpoint(Path(cfg.output), d, model, opt, sched, state, cfg)
+        if signum:
+            raise TrainingInterrupted(signum, step, saved)
+    del batches  # stops the data workers before stage 2 starts its own
 
 
 def _stage2(
     cfg: TrainConfig,
     d: _Dist,
     model: HumanAesExpert,
-    encoder: Any,
+    encoder: SampleEncoder,
     groups: list,
     amp: torch.dtype | None,
 ) -> None:
@@ -704,7 +513,7 @@ def _stage2(
             "batch_size": cfg.metavoter_batch,
             "lr": cfg.metavoter_lr,
         }
-        choice, check = choose_overall(
+        choice, facts = choose_overall(
             inputs,
             targets,
             [r["image_id"] for r in rows],
@@ -725,11 +534,295 @@ def _stage2(
             "metavoter_training_images": len(rows),
             "metavoter_epochs": len(history),
             "metavoter_final_l1": history[-1],
-            "metavoter_check": check,
+            "metavoter_check": facts,
             "overall_from": choice,
         }
         (output / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     d.barrier()
+
+
+def resolve_grad_accum(cfg: TrainConfig, world: int) -> int:
+    """Micro-batches per optimiser step: from ``--global-batch`` when given (so the effective
+    batch stays the same on any number of GPUs), else ``--grad-accum`` as given."""
+    if cfg.global_batch is None:
+        if world > 1:
+            log.warning(
+                "effective batch is %d (batch %d x accumulation %d x %d ranks); pass "
+                "--global-batch 16 to keep the paper's recipe on any number of GPUs",
+                cfg.batch_size * cfg.grad_accum * world,
+                cfg.batch_size,
+                cfg.grad_accum,
+                world,
+            )
+        return cfg.grad_accum
+    per_step = cfg.batch_size * world
+    if cfg.global_batch < per_step or cfg.global_batch % per_step:
+        raise ValueError(
+            f"--global-batch {cfg.global_batch} is not a multiple of batch size "
+            f"{cfg.batch_size} x {world} rank(s)"
+        )
+    return cfg.global_batch // per_step
+
+
+def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor at ``step``: linear warm-up to 1, then cosine to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _optimizer(model: HumanAesExpert, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for _, p in _trainable(model):
+        # Weight decay on matrices only: biases and norm scales keep their scale.
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def _trainable(model: HumanAesExpert) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def _collate_micro_batch(samples: list[dict[str, Any]], pad_id: int) -> dict[str, Any] | None:
+    """A micro-batch of the training stream as model inputs; ``None`` when it has no row."""
+    return collate_train(samples, pad_id) if samples else None
+
+
+def _train_worker_init(worker_id: int) -> None:
+    """Data workers leave SIGTERM/SIGINT to the training process, which saves a checkpoint
+    before it stops them (a signal to the process group reaches the workers too)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seed_worker(worker_id)
+
+
+def _log_window(
+    d: _Dist,
+    window: torch.Tensor,
+    step: int,
+    total: int,
+    start_step: int,
+    t_start: float,
+    t_window: float,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    grad_norm: torch.Tensor,
+) -> None:
+    stats = window.clone()
+    if d.world > 1:
+        dist.all_reduce(stats)
+    loss, lm, reg, exp, n, samples = stats.tolist()
+    n = max(n, 1.0)  # a window of empty micro-batches only
+    now = time.perf_counter()
+    rate = samples / max(now - t_window, 1e-9)
+    per_step = (now - t_start) / max(1, step - start_step)
+    eta = timedelta(seconds=round(per_step * (total - step)))
+    if d.main:
+        log.info(
+            "step %d/%d loss %.4f (lm %.4f reg %.4f exp %.4f) lr %.2e grad-norm %.3f "
+            "%.1f samples/s ETA %s",
+            step,
+            total,
+            loss / n,
+            lm / n,
+            reg / n,
+            exp / n,
+            sched.get_last_lr()[0],
+            float(grad_norm),
+            rate,
+            eta,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: DDP set-up, stop requests
+
+
+@dataclass
+class _Dist:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def _setup_distributed(device_name: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if world > 1 else (device.index or 0))
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(minutes=30))
+        log.info("rank %d/%d on %s (%s)", rank, world, device, backend)
+    return _Dist(rank, world, local_rank, device)
+
+
+def _check_in_sync(model: HumanAesExpert, d: _Dist) -> None:
+    """Every rank must hold the same trainable weights after DDP training; fail loudly if not."""
+    if d.world == 1:
+        return
+    total = torch.zeros(1, dtype=torch.float64, device=d.device)
+    for _, p in _trainable(model):
+        total += p.detach().double().sum() + p.detach().double().pow(2).sum()
+    gathered = [torch.zeros_like(total) for _ in range(d.world)]
+    dist.all_gather(gathered, total)
+    values = [float(g) for g in gathered]
+    if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+        raise RuntimeError(f"DDP replicas diverged: weight checksums {values}")
+    log.info("DDP replicas in sync (weight checksum %.6f on %d ranks)", values[0], d.world)
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a request that stage 1 honours at the end of its step (a
+    checkpoint, then :class:`TrainingInterrupted`); a second signal acts at once, as usual."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        # Python delivers signals to the main thread only (train() may run elsewhere in tests).
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self.release()
+        log.warning("%s: stopping after this step, with a checkpoint", signal.Signals(signum).name)
+
+    def release(self) -> None:
+        """Give the signals back to the handlers they had before."""
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def agreed(self, d: _Dist) -> int:
+        """The signal to stop on, the same on every rank (they must save the same step)."""
+        if d.world == 1:
+            return self.signum
+        flag = torch.tensor([self.signum], dtype=torch.int64, device=d.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: trainable weights, optimiser and schedule, data position, RNG of every rank
+
+
+def _stream_state(cfg: TrainConfig, d: _Dist) -> dict[str, Any]:
+    values = {**asdict(cfg), "world": d.world}
+    return {k: values[k] for k in _STREAM_KEYS}
+
+
+def _latest_checkpoint(output: Path) -> Path | None:
+    folder = output / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    steps = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_RE.match(p.name))]
+    return max(steps)[1] if steps else None
+
+
+def _save_checkpoint(
+    output: Path,
+    d: _Dist,
+    model: HumanAesExpert,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    state: dict[str, Any],
+    cfg: TrainConfig,
+) -> Path:
+    """Rank 0 writes ``checkpoints/step-N`` (staged, then renamed) with every rank's RNG."""
+    rng_states = [_rng_state()]
+    if d.world > 1:
+        rng_states = [None] * d.world
+        dist.all_gather_object(rng_states, _rng_state())
+    folder = output / CHECKPOINTS
+    final = folder / f"step-{state['step']:07d}"
+    if d.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = folder / f".staging-{uuid.uuid4().hex[:8]}"
+        stage.mkdir()
+        try:
+            weights = {n: p.detach().contiguous().cpu() for n, p in _trainable(model)}
+            save_file(weights, str(stage / "trainable.safetensors"))
+            optim = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+            torch.save(optim, stage / "optim.pt")
+            torch.save(rng_states, stage / "rng.pt")  # one entry per rank
+            (stage / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(stage, final)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        for old in sorted(p for p in folder.iterdir() if _STEP_RE.match(p.name))[
+            : -cfg.keep_checkpoints
+        ]:
+            shutil.rmtree(old, ignore_errors=True)
+        log.info("checkpoint saved: %s", final)
+    d.barrier()
+    return final
+
+
+def _load_checkpoint(
+    folder: Path,
+    model: HumanAesExpert,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+) -> dict[str, Any]:
+    weights = load_file(str(folder / "trainable.safetensors"))
+    names = {n for n, _ in _trainable(model)}
+    if set(weights) != names:
+        missing, extra = sorted(names - set(weights)), sorted(set(weights) - names)
+        raise ValueError(
+            f"{folder} does not match this model (missing {missing[:3]}, unexpected {extra[:3]}); "
+            "was it written with other LoRA or head settings?"
+        )
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w)
+    optim = torch.load(folder / "optim.pt", map_location="cpu", weights_only=False)
+    opt.load_state_dict(optim["optimizer"])
+    sched.load_state_dict(optim["scheduler"])
+    state = json.loads((folder / "state.json").read_text())
+    state["rng"] = torch.load(folder / "rng.pt", map_location="cpu", weights_only=False)
+    return state
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def _restore_rng(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -741,7 +834,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m hae_model.train",
         description="Train HumanAesExpert on an exported HumanBeauty folder: stage 1 (LoRA on the "
         "backbone + regression and Expert heads), then stage 2 (MetaVoter). Runs data-parallel "
-        "under torchrun or accelerate launch.",
+        "under torchrun.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = TrainConfig.__dataclass_fields__
@@ -807,7 +900,9 @@ def _parser() -> argparse.ArgumentParser:
         default=d["metavoter_min_steps"].default,
         help="more epochs until at least this many steps (small datasets)",
     )
-    g.add_argument("--metavoter-batch", type=int, default=d["metavoter_batch"].default)
+    g.add_argument(
+        "--metavoter-batch", type=int, default=d["metavoter_batch"].default, help="at least 2"
+    )
     g.add_argument("--metavoter-lr", type=float, default=d["metavoter_lr"].default)
     g = p.add_argument_group("runtime")
     g.add_argument("--num-workers", type=int, default=d["num_workers"].default, help="per rank")
@@ -818,19 +913,27 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     g.add_argument("--compile", action="store_true", help="torch.compile the backbone")
     g.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=d["dtype"].default,
+        help="the backbone's weights; auto: bfloat16 on a GPU that supports it, else float32 "
+        "(LoRA, heads and level logits stay float32)",
+    )
+    g.add_argument(
         "--precision",
-        choices=("auto", "bf16", "fp32"),
-        default="auto",
+        choices=PRECISIONS,
+        default=d["precision"].default,
         help="auto: bf16 autocast on a GPU that supports it, else fp32",
     )
     g.add_argument("--gradient-checkpointing", action="store_true")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--device", default=d["device"].default, help="auto, cpu, cuda or cuda:N")
     add_push_args(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
+    """CLI entry point: exit 2 on a bad option (before anything is loaded), 128 + the signal's
+    number when SIGTERM/SIGINT stopped training (after a checkpoint)."""
     parser = _parser()
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
@@ -838,30 +941,28 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        prepare_train_args(args)  # a Hub --data is fetched here; --push-to-hub checked
-    except (ValueError, FileNotFoundError) as exc:
-        parser.error(str(exc))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     values["parts"] = tuple(dict.fromkeys(args.parts))
     cfg = TrainConfig(**values)
     try:
-        cfg.validate()
-        resolve_device(cfg.device)
-        list_row_groups(cfg.data, "train", cfg.parts)
-        if not cfg.resume and _latest_checkpoint(Path(cfg.output)) is not None:
-            raise ValueError(
-                f"--output {cfg.output} holds checkpoints of an earlier run: pass --resume to "
-                "continue it, or choose another --output"
-            )
+        cfg.validate()  # every option, before a Hub --data is downloaded
+        prepare_train_args(args)  # a Hub --data is fetched here; --push-to-hub checked
+        cfg = dataclasses.replace(cfg, data=args.data)
+        check(cfg)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
-    base = Path(cfg.base)
-    if (base.is_absolute() or cfg.base.startswith(".") or base.exists()) and not base.is_dir():
-        parser.error(f"--base {cfg.base}: no such folder")
     log.info("config: %s", json.dumps(asdict(cfg), sort_keys=True))
-    train(cfg)
+    try:
+        train(cfg)
+    except TrainingInterrupted as stopped:
+        log.warning(
+            "training stopped by %s at step %d; checkpoint %s; rerun with --resume to continue",
+            signal.Signals(stopped.signum).name,
+            stopped.step,
+            stopped.checkpoint,
+        )
+        return 128 + stopped.signum
     return push_trained(cfg.output, args) if rank == 0 else 0
 
 

@@ -11,17 +11,19 @@ from torch.utils.data import DataLoader
 from annotation_schema import load_standard
 from hae_data.records import ARROW_SCHEMA, record_to_row
 from hae_model.data import (
-    IGNORE_INDEX,
-    LevelTokenError,
-    SampleEncoder,
     ShardStream,
     TrainingStream,
-    check_level_tokens,
-    collate_inference,
-    collate_train,
     count_rows,
     deal_parts,
     list_row_groups,
+)
+from hae_model.processing import (
+    IGNORE_INDEX,
+    LevelTokenError,
+    SampleEncoder,
+    check_level_tokens,
+    collate_inference,
+    collate_train,
 )
 from hae_model.tiny import build_tokenizer
 from tests.model.fixtures import make_records

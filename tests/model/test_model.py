@@ -4,8 +4,9 @@ import torch
 from annotation_schema import load_standard
 from hae_data.qa import pick_question
 from hae_model.config import HAEConfig
-from hae_model.data import ShardStream, collate_inference, collate_train, list_row_groups
+from hae_model.data import ShardStream, list_row_groups
 from hae_model.model import HumanAesExpert, load_for_inference
+from hae_model.processing import collate_inference, collate_train
 
 STD = load_standard()
 

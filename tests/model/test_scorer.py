@@ -19,7 +19,7 @@ from PIL import Image
 
 from annotation_schema import load_standard
 from hae_model import load_scorer
-from hae_model.inference import resolve_dtype
+from hae_model.config import resolve_dtype
 from hae_model.model import HumanAesExpert
 
 STD = load_standard()

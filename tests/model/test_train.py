@@ -1,7 +1,11 @@
 import itertools
 import json
+import logging
+import math
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -10,9 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from hae_model.config import DTYPES, resolve_dtype
 from hae_model.data import ShardStream, list_row_groups
 from hae_model.evaluate import evaluate
 from hae_model.metavoter import in_holdout
+from hae_model.tiny import main as tiny_main
 from hae_model.train import TrainConfig, cosine_with_warmup, train
 from hae_model.train import main as train_main
 from tests.model.fixtures import make_export
@@ -63,26 +69,76 @@ def _cfg(data, base, out, **kw):
     return TrainConfig(**values)
 
 
-def test_resume_continues_exactly(tiny_dir, small_export, tmp_path):
-    straight = tmp_path / "straight"
-    train(_cfg(small_export, tiny_dir, straight, max_steps=4))
-    final = load_file(str(straight / "checkpoints" / "step-0000004" / "trainable.safetensors"))
-    # A run that stopped after its step-2 checkpoint and was started again with --resume.
-    resumed = tmp_path / "resumed"
-    (resumed / "checkpoints").mkdir(parents=True)
-    shutil.copytree(
-        straight / "checkpoints" / "step-0000002", resumed / "checkpoints" / "step-0000002"
-    )
-    train(_cfg(small_export, tiny_dir, resumed, max_steps=4, resume=True))
-    again = load_file(str(resumed / "checkpoints" / "step-0000004" / "trainable.safetensors"))
+STEPS = 12  # of the uninterrupted run that resumed runs are compared with
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_dir, small_export, tmp_path_factory):
+    """An uninterrupted run of STEPS steps with a checkpoint every 4 (the last 2 kept)."""
+    out = tmp_path_factory.mktemp("straight")
+    train(_cfg(small_export, tiny_dir, out, max_steps=STEPS, save_every=4))
+    return out
+
+
+def _assert_same_weights(a, b):
+    final = load_file(str(a / "checkpoints" / f"step-{STEPS:07d}" / "trainable.safetensors"))
+    again = load_file(str(b / "checkpoints" / f"step-{STEPS:07d}" / "trainable.safetensors"))
     assert final.keys() == again.keys()
     for name in final:
         assert torch.allclose(final[name], again[name], atol=1e-6), name
-    state = json.loads((resumed / "checkpoints" / "step-0000004" / "state.json").read_text())
-    assert state["step"] == 4 and state["micro_batches"] == 8
+
+
+def test_resume_continues_exactly(tiny_dir, small_export, straight, tmp_path):
+    # A run that stopped after its step-8 checkpoint and was started again with --resume.
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(
+        straight / "checkpoints" / "step-0000008", resumed / "checkpoints" / "step-0000008"
+    )
+    train(_cfg(small_export, tiny_dir, resumed, max_steps=STEPS, save_every=4, resume=True))
+    _assert_same_weights(straight, resumed)
+    state = json.loads((resumed / "checkpoints" / f"step-{STEPS:07d}" / "state.json").read_text())
+    assert state["step"] == STEPS and state["micro_batches"] == 2 * STEPS
     assert len(list((straight / "checkpoints").iterdir())) == 2  # keep_checkpoints
     with pytest.raises(ValueError, match="pass --resume"):
-        train(_cfg(small_export, tiny_dir, straight, max_steps=4))
+        train(_cfg(small_export, tiny_dir, straight, max_steps=STEPS))
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_stays_exact(
+    tiny_dir, small_export, straight, tmp_path
+):
+    out = tmp_path / "stopped"
+    args = ["--data", str(small_export), "--base", str(tiny_dir), "--output", str(out)]
+    args += ["--max-tiles", "1", "--batch-size", "4", "--grad-accum", "2", "--num-workers", "0"]
+    args += ["--log-every", "1", "--save-every", "1000", "--metavoter-min-steps", "20"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hae_model.train", *args, "--max-steps", str(STEPS)],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    try:
+        # The model is built and stage 1 is about to start: a signal now stops it mid-run.
+        for line in proc.stderr:
+            lines.append(line)
+            if "training rows in" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    log = "".join(lines) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, log[-3000:]
+    assert "Traceback" not in log and "training stopped by SIGTERM" in log
+    logged = [int(m) for m in re.findall(rf"step (\d+)/{STEPS} loss", log)]
+    saved = sorted((out / "checkpoints").iterdir())
+    assert [p.name for p in saved] == [f"step-{logged[-1]:07d}"]  # the step it was in
+    assert logged[-1] < STEPS and not (out / "config.json").exists()  # stage 1 did not finish
+    train(_cfg(small_export, tiny_dir, out, max_steps=STEPS, save_every=1000, resume=True))
+    _assert_same_weights(straight, out)
 
 
 def test_cli_rejects_bad_arguments(tiny_dir, small_export, tmp_path, capsys):
@@ -91,6 +147,15 @@ def test_cli_rejects_bad_arguments(tiny_dir, small_export, tmp_path, capsys):
         (["--data", str(small_export), "--batch-size", "0"], "batch_size must be >= 1"),
         (["--data", str(small_export), "--precision", "fp8"], "invalid choice"),
         (["--data", str(small_export), "--warmup-ratio", "1.5"], "warmup_ratio"),
+        (["--data", str(small_export), "--dtype", "float8"], "invalid choice"),
+        (["--data", str(small_export), "--max-tiles", "0"], "max_tiles must be >= 1"),
+        (["--data", str(small_export), "--lora-alpha", "0"], "lora_alpha must be > 0"),
+        # Stage-2 settings that cannot work fail before stage 1, not after it.
+        (["--data", str(small_export), "--metavoter-batch", "1"], "metavoter_batch must be >= 2"),
+        (
+            ["--data", str(small_export), "--metavoter-epochs", "0", "--metavoter-min-steps", "0"],
+            "cannot both be 0",
+        ),
     ]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exc:
@@ -163,37 +228,18 @@ def test_ddp_two_cpu_processes_on_gloo(tiny_dir, small_export, tmp_path):
         assert (out / name).is_file(), name
 
 
-def test_cli_end_to_end(tmp_path, small_export):
+def test_cli_end_to_end(tmp_path, small_export, caplog):
     tiny = tmp_path / "tiny"
     model = tmp_path / "model"
-    _run(["-m", "hae_model.tiny", "--output", str(tiny)])
-    proc = _run(
-        [
-            "-m",
-            "hae_model.train",
-            "--data",
-            str(small_export),
-            "--base",
-            str(tiny),
-            "--output",
-            str(model),
-            "--max-tiles",
-            "1",
-            "--max-steps",
-            "3",
-            "--batch-size",
-            "4",
-            "--grad-accum",
-            "1",
-            "--num-workers",
-            "1",
-            "--log-every",
-            "1",
-            "--metavoter-min-steps",
-            "20",
-        ]
-    )
-    assert "samples/s" in proc.stderr and "model saved to" in proc.stderr
+    # tiny and train through their CLI entry points in this process (evaluate and score below,
+    # and train in the DDP and SIGTERM tests, run as `python -m` subprocesses).
+    assert tiny_main(["--output", str(tiny)]) == 0
+    args = ["--data", str(small_export), "--base", str(tiny), "--output", str(model)]
+    args += ["--max-tiles", "1", "--max-steps", "3", "--batch-size", "4", "--grad-accum", "1"]
+    args += ["--num-workers", "1", "--log-every", "1", "--metavoter-min-steps", "20"]
+    with caplog.at_level(logging.INFO):
+        assert train_main(args) == 0
+    assert "samples/s" in caplog.text and "model saved to" in caplog.text
     report_path = tmp_path / "eval" / "quick.json"
     _run(
         [
@@ -324,6 +370,31 @@ def test_compiled_backbone_with_gradient_checkpointing(tiny_dir, small_export, t
     )
     report = evaluate(out, small_export, split="test", text=False, num_workers=0)
     assert report["total"]["n"] > 0
+
+
+def test_bf16_backbone_trains_fp32_lora_and_heads(tiny_dir, small_export, tmp_path, caplog):
+    out = tmp_path / "bf16"
+    with caplog.at_level(logging.INFO, logger="hae_model.train"):
+        train(_cfg(small_export, tiny_dir, out, max_steps=2, dtype="bfloat16", save_every=10))
+    assert "backbone bfloat16" in caplog.text
+    losses = [float(x) for x in re.findall(r"step \d/2 loss (\S+)", caplog.text)]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    weights = load_file(str(out / "checkpoints" / "step-0000002" / "trainable.safetensors"))
+    assert any("lora_B" in n and w.abs().sum() > 0 for n, w in weights.items())  # it moved
+    assert all(w.dtype == torch.float32 and torch.isfinite(w).all() for w in weights.values())
+    assert (out / "training_summary.json").is_file()
+
+
+def test_dtype_choices_resolve_per_device():
+    cpu = torch.device("cpu")
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert [resolve_dtype(n, cpu) for n in DTYPES[1:]] == [
+        torch.float32,
+        torch.bfloat16,
+        torch.float16,
+    ]
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        resolve_dtype("float8", cpu)
 
 
 def test_global_batch_sets_accumulation_for_any_number_of_ranks():
