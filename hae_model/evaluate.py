@@ -428,8 +428,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.batch_size < 1 or args.num_workers < 0:
         parser.error("--batch-size must be >= 1 and --num-workers >= 0")
-    if args.max_tiles is not None and args.max_tiles < 1:
-        parser.error("--max-tiles must be >= 1")
     if not args.output.endswith(".json"):
         parser.error("--output must end in .json")
     if args.predictions is not None and Path(args.predictions).suffix not in (".jsonl", ".csv"):

@@ -56,6 +56,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
     """The options every command that runs a trained model shares (evaluate, score)."""
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -77,7 +84,9 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
         help="canonical: ask the first paraphrase of each question; all: average the scores "
         "over all five paraphrases (5x the language-model work)",
     )
-    parser.add_argument("--max-tiles", type=int, default=None, help="default: the model's")
+    parser.add_argument(
+        "--max-tiles", type=_at_least_one, default=None, help="default: the model's"
+    )
     parser.add_argument("--base", default=None, help="backbone location if it moved")
 
 

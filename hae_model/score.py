@@ -150,8 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
-    if args.max_tiles is not None and args.max_tiles < 1:
-        parser.error("--max-tiles must be >= 1")
     if args.output is not None and Path(args.output).suffix not in OUTPUT_KINDS:
         parser.error(f"--output {args.output}: must end in {' or '.join(OUTPUT_KINDS)}")
     for given in args.images:
