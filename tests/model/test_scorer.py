@@ -158,6 +158,7 @@ def test_score_cli_reads_folders_and_writes_csv_and_jsonl(model_dir, images, tmp
         (["--output", str(tmp_path / "s.txt"), str(images[0])], "must end in .jsonl or .csv"),
         ([str(empty)], "a folder without image files"),
         (["--dtype", "fp8", str(images[0])], "invalid choice"),
+        (["--max-tiles", "0", str(images[0])], "--max-tiles: must be >= 1"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main([*base, *bad])
