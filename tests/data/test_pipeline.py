@@ -5,14 +5,12 @@ import pytest
 from hae_data.hashing import content_id
 from hae_data.pipeline import (
     FaceSettings,
-    ShardStore,
     detect_shard,
     drop_duplicates,
     finalise,
     plan_shards,
     read_plan,
     remove_plans,
-    shard_fingerprint,
     write_plans,
 )
 from hae_data.records import Record
@@ -51,29 +49,6 @@ def test_adding_a_file_changes_one_shard_only(tmp_path):
     changed = [s for s in after if s not in before]
     assert len(changed) == 1 and "ava-0000.jpg" in changed[0]
     assert len(after) == len(before)
-
-
-def test_fingerprint_follows_files_and_settings(tmp_path):
-    recs = _recs(tmp_path, 3)
-    fp = shard_fingerprint(recs, {"threshold": 0.9})
-    assert fp == shard_fingerprint(recs, {"threshold": 0.9})
-    assert fp != shard_fingerprint(recs, {"threshold": 0.8})
-    st = os.stat(recs[1].image_path)
-    os.utime(recs[1].image_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
-    assert fp != shard_fingerprint(recs, {"threshold": 0.9})
-    os.remove(recs[2].image_path)
-    assert shard_fingerprint(recs, {"threshold": 0.9}) != fp
-
-
-def test_shard_store_round_trip_and_corrupt_file(tmp_path):
-    store = ShardStore(tmp_path / "work", "faces")
-    payload = {"a.jpg": {"image_id": "abc", "faces": [{"score": 0.9}]}}
-    assert store.load("f" * 64) is None
-    store.save("f" * 64, payload)
-    assert store.load("f" * 64) == payload
-    assert not list(store.folder.glob("*.tmp-*"))
-    store.path("e" * 64).write_text("{not json")
-    assert store.load("e" * 64) is None
 
 
 PHOTOS = {"one.jpg": ("keep", 0), "group.jpg": ("multi_face", 0), "none.jpg": ("no_face", 0)}
@@ -119,6 +94,11 @@ def test_detect_shard_reuses_detections_but_not_labels_or_rule(tmp_path):
     )
     assert strict.reused  # another rule, same stored detections
     assert {r.file_name for r in strict.result.rejections} >= {"group.jpg", "none.jpg"}
+
+    (tmp_path / "work" / "faces" / f"{first.fingerprint}.json").write_text("{not json")
+    redone = detect_shard(_photo_records(tmp_path), settings, tmp_path / "work")
+    assert not redone.reused  # an unreadable completion file: the shard is detected again
+    assert redone.result.records[0].faces == first.result.records[0].faces
 
 
 def test_same_size_edit_with_the_mtime_put_back_is_detected_again(tmp_path):

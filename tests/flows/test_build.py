@@ -96,7 +96,7 @@ def test_second_identical_build_does_no_detection_work(demo, demo_build):
     assert (out / "README.md").read_text() == readme
 
 
-def test_killed_build_resumes_from_finished_shards(demo, tmp_path):
+def test_killed_build_resumes_from_finished_shards(demo, prefect_api_url, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     cmd = [
         PYTHON,
@@ -112,7 +112,7 @@ def test_killed_build_resumes_from_finished_shards(demo, tmp_path):
         "2",
         "--json",
     ]
-    env = subprocess_env(tmp_path / "prefect-home")
+    env = subprocess_env(tmp_path / "prefect-home", PREFECT_API_URL=prefect_api_url)
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -170,17 +170,13 @@ def test_dask_runner_distributes_shards_and_agrees(prefect_server, demo, demo_bu
         (["--task-runner", "ray"], "invalid choice"),
     ],
 )
-def test_bad_arguments_fail_at_start_up(args, message, tmp_path):
-    proc = subprocess.run(
-        [PYTHON, "-m", "flows.build_humanbeauty", *args],
-        cwd=ROOT,
-        env=subprocess_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 2
-    assert message in proc.stderr
+def test_bad_arguments_fail_at_start_up(args, message, capsys):
+    from flows.build_humanbeauty import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
