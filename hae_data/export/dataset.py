@@ -8,8 +8,9 @@ import json
 import logging
 import os
 import shutil
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ from hae_data.sources.catalog import CATALOG, SourceInfo
 __all__ = ["EmptyExportError", "ExportSummary", "export_dataset", "write_rejections"]
 
 log = logging.getLogger(__name__)
+
+#: Threads that read, hash and (where needed) re-encode images for the export.
+_ENCODE_WORKERS = min(8, os.cpu_count() or 1)
 
 
 @dataclass
@@ -91,6 +95,7 @@ def export_dataset(
     expected_sources: Iterable[str] = (),
     allow_empty: bool = False,
     finish: Callable[[Path, Mapping[str, Any], list[Rejection]], None] | None = None,
+    verify_decode: bool = False,
 ) -> ExportSummary:
     """Write records and rejections as an export folder (see the module docstring).
 
@@ -100,6 +105,12 @@ def export_dataset(
     maps names inside the folder (``plots/overall.png``) to files copied in with the export;
     ``finish(staging_folder, stats, rejections)`` may write more (a report that needs the
     stats) before the swap, so it lands atomically with the rest.
+
+    An image is not decoded a second time: its ``image_id`` is the content hash of the bytes
+    the face stage decoded, so bytes with the same hash decode (their header alone says whether
+    they go in unchanged). Images that need converting (EXIF rotation, CMYK, alpha, 16-bit, other
+    formats) are decoded and re-encoded in a thread pool. ``verify_decode`` decodes every image
+    again (for records whose ``image_id`` did not come from a decode); the rows are the same.
 
     The folder is handled by :class:`hae_data.outdir.ExportFolder`: a non-empty folder that is
     not a previous export is refused, and only entries an earlier export wrote are replaced.
@@ -127,6 +138,7 @@ def export_dataset(
             expected_sources=expected_sources,
             allow_empty=allow_empty,
             finish=finish,
+            verify_decode=verify_decode,
         )
     log.info(
         "exported %d rows (%s) and %d rejections to %s",
@@ -151,6 +163,7 @@ def _export_locked(
     expected_sources: Iterable[str],
     allow_empty: bool,
     finish: Callable[[Path, Mapping[str, Any], list[Rejection]], None] | None,
+    verify_decode: bool,
 ) -> ExportSummary:
     stage = out.new_staging()
     try:
@@ -158,20 +171,10 @@ def _export_locked(
         recs = _check_records(records)
         shard_sets: dict[tuple[str, str], ShardSet] = {}
         exported: list[Record] = []
-        for rec in recs:
-            try:
-                original = Path(rec.image_path).read_bytes()
-                if not original:
-                    raise ImageDecodeError("empty_file", f"{rec.file_name} has zero bytes")
-                if content_id(original) != rec.image_id:
-                    raise ImageDecodeError(
-                        "changed_since_detection",
-                        f"{rec.file_name} no longer has the bytes its faces were detected on",
-                    )
-                data = encode_for_export(original, name=rec.file_name, max_pixels=max_pixels)
-            except (ImageDecodeError, OSError) as exc:
-                reason = exc.reason if isinstance(exc, ImageDecodeError) else "unreadable_file"
-                rejected.append(Rejection.from_record(rec, reason, "export", str(exc)))
+        for rec, data in _embedded_images(recs, max_pixels, verify_decode):
+            if isinstance(data, Exception):
+                reason = data.reason if isinstance(data, ImageDecodeError) else "unreadable_file"
+                rejected.append(Rejection.from_record(rec, reason, "export", str(data)))
                 continue
             key = (rec.part, rec.split or "")
             if key not in shard_sets:
@@ -221,6 +224,44 @@ def _export_locked(
         rejected=len(rejected),
         stats=stats,
     )
+
+
+def _embedded_bytes(rec: Record, max_pixels: int, verify_decode: bool) -> bytes | Exception:
+    """The image bytes to embed for ``rec``, or why it cannot be exported (returned, not
+    raised: a worker thread's failure is one rejected row)."""
+    try:
+        original = Path(rec.image_path).read_bytes()
+        if not original:
+            raise ImageDecodeError("empty_file", f"{rec.file_name} has zero bytes")
+        if content_id(original) != rec.image_id:
+            raise ImageDecodeError(
+                "changed_since_detection",
+                f"{rec.file_name} no longer has the bytes its faces were detected on",
+            )
+        return encode_for_export(
+            original, name=rec.file_name, max_pixels=max_pixels, decoded_before=not verify_decode
+        )
+    except (ImageDecodeError, OSError) as exc:
+        return exc
+
+
+def _embedded_images(
+    recs: list[Record], max_pixels: int, verify_decode: bool
+) -> Iterator[tuple[Record, bytes | Exception]]:
+    """``(record, bytes or error)`` in the records' order, read, hashed and (where needed)
+    re-encoded by a thread pool a bounded window ahead of the writer (hashing, file reads and
+    PIL's codecs release the GIL)."""
+    workers = min(_ENCODE_WORKERS, max(1, len(recs)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="export-encode") as pool:
+        pending: deque[tuple[Record, Future[bytes | Exception]]] = deque()
+        for rec in recs:
+            pending.append((rec, pool.submit(_embedded_bytes, rec, max_pixels, verify_decode)))
+            if len(pending) >= 4 * workers:
+                head, fut = pending.popleft()
+                yield head, fut.result()
+        while pending:
+            head, fut = pending.popleft()
+            yield head, fut.result()
 
 
 def _check_records(records: Iterable[Record]) -> list[Record]:

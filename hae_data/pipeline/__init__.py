@@ -17,6 +17,7 @@ from hae_data.pipeline.face_stage import (
     plan_shards,
     read_plan,
     remove_plans,
+    shard_bounds,
     shard_fingerprint,
     write_plans,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "read_build_spec",
     "read_plan",
     "remove_plans",
+    "shard_bounds",
     "shard_fingerprint",
     "write_plans",
 ]

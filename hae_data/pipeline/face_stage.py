@@ -39,6 +39,7 @@ __all__ = [
     "plan_shards",
     "read_plan",
     "remove_plans",
+    "shard_bounds",
     "shard_fingerprint",
     "write_plans",
 ]
@@ -46,30 +47,51 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def plan_shards(records: Sequence[Record], shard_size: int) -> list[list[Record]]:
-    """Cut records into shards of about ``shard_size`` (at most 4x), never mixing sources.
-
-    Boundaries are content-defined: within a source, in file-name order, a shard ends after a
-    file whose name hashes below ``1 / shard_size``. Adding or removing a file therefore
-    changes only the shard it falls in (and its fingerprint), not every shard after it, so a
-    grown dataset re-detects a shard, not the rest of the source.
-    """
+def shard_bounds(shard_size: int) -> tuple[int, int]:
+    """``(smallest, largest)`` shard :func:`plan_shards` makes for ``shard_size`` (a source with
+    fewer images than the smallest is one shard of its own)."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    return max(1, -(-3 * shard_size // 4)), max(1, -(-3 * shard_size // 2))
+
+
+def plan_shards(records: Sequence[Record], shard_size: int) -> list[list[Record]]:
+    """Cut records into shards of ``3/4`` to ``3/2`` of ``shard_size``, never mixing sources.
+
+    Boundaries are content-defined: within a source, in file-name order, a shard may end after
+    a file whose name hashes below ``4 / shard_size`` once it holds at least its smallest size,
+    and must end at its largest; a short tail is merged into the source's previous shard (or
+    the two are cut evenly when that would be too large). Adding or removing a file therefore
+    changes the shard it falls in and at most the next one or two (until a boundary is found
+    again), not every shard after it, so a grown dataset re-detects a shard or two, not the
+    rest of the source. The same inputs always give the same shards.
+    """
+    smallest, largest = shard_bounds(shard_size)
+    cut = 4.0 / shard_size
     by_source: dict[str, list[Record]] = {}
     for rec in records:
         by_source.setdefault(rec.source, []).append(rec)
-    cut, cap = 1.0 / shard_size, 4 * shard_size
     shards: list[list[Record]] = []
     for source in sorted(by_source):
+        own: list[list[Record]] = []
         current: list[Record] = []
         for rec in sorted(by_source[source], key=lambda r: r.file_name):
             current.append(rec)
-            if unit_hash(rec.file_name, "shard") < cut or len(current) >= cap:
-                shards.append(current)
+            if len(current) >= largest or (
+                len(current) >= smallest and unit_hash(rec.file_name, "shard") < cut
+            ):
+                own.append(current)
                 current = []
-        if current:
-            shards.append(current)
+        if current and own and len(current) < smallest:
+            tail = own.pop() + current
+            if len(tail) > largest:
+                half = (len(tail) + 1) // 2
+                own += [tail[:half], tail[half:]]
+            else:
+                own.append(tail)
+        elif current:
+            own.append(current)
+        shards += own
     return shards
 
 
