@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import pickle
 import platform
@@ -31,11 +32,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def prepare_records(root: Path, n: int, pickle_path: Path) -> int:
     """Records of ``n`` generated images, complete for export, pickled to ``pickle_path``."""
+    sys.path.insert(0, str(ROOT))  # here only: a measured child must import its own tree
     from bench.pipeline import write_source
     from hae_data.images import read_reduced
     from hae_data.pipeline import finalise, load_source
@@ -56,14 +57,16 @@ def child(records_path: Path, out: Path, verify: bool) -> None:
     """One measured export; prints its JSON result."""
     from hae_data.export import export_dataset
 
+    log = logging.getLogger(__name__)
+    log.info("export_dataset from %s", sys.modules["hae_data.export"].__file__)
     records = pickle.loads(records_path.read_bytes())
     kwargs = {"verify_decode": True} if verify else {}
     t = time.perf_counter()
     summary = export_dataset(records, [], out, **kwargs)
     seconds = time.perf_counter() - t
-    sys.stdout.write(
-        "RESULT " + json.dumps({"seconds": seconds, "rows": summary.total_rows}) + "\n"
-    )
+    where = sys.modules["hae_data.export"].__file__
+    result = {"seconds": seconds, "rows": summary.total_rows, "code": where}
+    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
 
 
 def measure(tree: Path, records: Path, out: Path, verify: bool) -> dict:
