@@ -37,12 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def prepare_records(root: Path, n: int, pickle_path: Path) -> int:
     """Records of ``n`` generated images, complete for export, pickled to ``pickle_path``."""
     sys.path.insert(0, str(ROOT))  # here only: a measured child must import its own tree
-    from bench.pipeline import write_source
+    from bench.pipeline import subset_source, write_source
     from hae_data.images import read_reduced
     from hae_data.pipeline import finalise, load_source
     from hae_data.records import Face
 
-    write_source(root, n)
+    big = root.parent / "src-20000"
+    if n < 20000 and (big / "labels").is_dir():
+        subset_source(big, root, n)  # the first n images of the scale run's source
+    else:
+        write_source(root, n)
     records = load_source("tad66k", root).records
     for rec in records:
         reduced = read_reduced(rec.image_path, long_side=640)
@@ -103,6 +107,7 @@ def main() -> int:
     parser.add_argument("--baseline", default="HEAD", help="git revision of the 'before' export")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--images", type=Path, help="keep (and reuse) the generated source here")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -120,7 +125,8 @@ def main() -> int:
             capture_output=True,
         )
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
-        kept = prepare_records(t / "src", args.n, t / "records.pkl")
+        src = (args.images or t) / f"src-{args.n}"
+        kept = prepare_records(src, args.n, t / "records.pkl")
         variants = {"baseline": (base, False), "now": (ROOT, False), "now-verify": (ROOT, True)}
         runs: dict[str, list[dict]] = {name: [] for name in variants}
         for r in range(args.repeats):

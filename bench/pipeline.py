@@ -23,6 +23,7 @@ without the temporary server's start-up (which a served deployment does not pay 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -38,21 +39,41 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@functools.cache
+def _photos() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """scikit-image's astronaut, camera (as RGB) and four scenes at 1024x683, made once per
+    process."""
+    from PIL import Image
+    from skimage import data
+
+    camera = np.stack([data.camera()] * 3, -1)
+    scenes = [data.coffee(), data.rocket(), data.chelsea(), data.hubble_deep_field()]
+    bases = [np.asarray(Image.fromarray(s).resize((1024, 683)), dtype=np.float32) for s in scenes]
+    return data.astronaut(), camera, bases
+
+
+@functools.cache
+def _noise_bank(seed: int) -> np.ndarray:
+    """Sensor noise (sd 6) a little larger than an image: each image takes a window of it at a
+    random offset, so making it costs nothing per image."""
+    rng = np.random.default_rng([seed, 2**31])
+    return rng.standard_normal((8, 683 + 64, 1024 + 64, 3), dtype=np.float32) * np.float32(6)
+
+
 def _make_image(i: int, seed: int) -> tuple[bytes, str, float]:
     """Image ``i``: JPEG bytes at 1024x683, its kind, and its label score (own rng per image,
     so any number of processes make the same images)."""
     from PIL import Image
-    from skimage import data
 
     rng = np.random.default_rng([seed, i])
-    astro, camera = data.astronaut(), np.stack([data.camera()] * 3, -1)
-    scenes = [data.coffee(), data.rocket(), data.chelsea(), data.hubble_deep_field()]
+    astro, camera, bases = _photos()
     face = astro[0:300, 100:360]
     kind = str(rng.choice(["one", "many", "none"], p=[0.7, 0.15, 0.15]))
-    base = scenes[i % len(scenes)]
-    canvas = np.asarray(Image.fromarray(base).resize((1024, 683)), dtype=np.float32)
-    canvas = np.clip(canvas * rng.uniform(0.6, 1.1) + rng.normal(0, 6, canvas.shape), 0, 255)
-    canvas = canvas.astype(np.uint8)
+    base = bases[i % len(bases)]
+    k, dy, dx = rng.integers(0, 8), rng.integers(0, 64), rng.integers(0, 64)
+    noise = _noise_bank(seed)[k, dy : dy + 683, dx : dx + 1024]
+    canvas = base * np.float32(rng.uniform(0.6, 1.1)) + noise
+    canvas = np.clip(canvas, 0, 255, out=canvas).astype(np.uint8)
     if kind == "one":
         portrait = astro if i % 2 else camera
         scale = rng.uniform(0.9, 1.25)
@@ -91,14 +112,21 @@ def make_images(folder: Path, n: int, seed: int = 0) -> list[tuple[str, float]]:
 
 
 def write_source(root: Path, n: int) -> Path:
-    """A TAD66K-layout source of N generated images."""
+    """A TAD66K-layout source of N generated images (kept if ``root`` already holds them)."""
+    done = root / "labels" / "merge" / "test.csv"
+    if done.is_file() and len(list((root / "imgs").glob("*.jpg"))) == n:
+        return root
     rows = make_images(root / "imgs", n)
+    _write_labels(root, rows)
+    return root
+
+
+def _write_labels(root: Path, rows: list[tuple[str, float]]) -> None:
     (root / "labels" / "merge").mkdir(parents=True, exist_ok=True)
     cut = int(len(rows) * 0.9)
     for split, part in (("train", rows[:cut]), ("test", rows[cut:])):
         lines = ["image,score"] + [f"{name},{score:.4f}" for name, score in part]
         (root / "labels" / "merge" / f"{split}.csv").write_text("\n".join(lines) + "\n")
-    return root
 
 
 class ProcessSampler:
@@ -145,6 +173,26 @@ class ProcessSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
+
+
+def subset_source(big: Path, root: Path, n: int) -> Path:
+    """The first ``n`` images of a generated source ``big`` as a source of their own (hard
+    links; the generator makes image ``i`` the same whatever ``n``)."""
+    import csv
+
+    scores = {}
+    for split in ("train", "test"):
+        with open(big / "labels" / "merge" / f"{split}.csv") as f:
+            scores.update({row["image"]: float(row["score"]) for row in csv.DictReader(f)})
+    (root / "imgs").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        name = f"{i:07d}.jpg"
+        if not (root / "imgs" / name).exists():
+            os.link(big / "imgs" / name, root / "imgs" / name)
+        rows.append((name, scores[name]))
+    _write_labels(root, rows)
+    return root
 
 
 def run_library(root: Path, out: Path, device: str, shard_size: int) -> dict:
@@ -257,6 +305,7 @@ def main() -> int:
     parser.add_argument("--shard-size", type=int, default=2000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--images", type=Path, help="keep (and reuse) the generated sources here")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -268,7 +317,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         for n in args.n:
             t = time.perf_counter()
-            src = write_source(Path(tmp) / f"src-{n}", n)
+            base = args.images or Path(tmp)
+            bigger = sorted(
+                (int(p.name[4:]), p) for p in base.glob("src-*") if (p / "labels").is_dir()
+            )
+            big = next((p for m, p in bigger if m > n), None)
+            if big is not None and not (base / f"src-{n}" / "labels").is_dir():
+                src = subset_source(big, base / f"src-{n}", n)
+            else:
+                src = write_source(base / f"src-{n}", n)
             print(f"N={n}: generated in {time.perf_counter() - t:.0f} s", file=sys.stderr)
             for mode in args.modes:
                 load_before = os.getloadavg()
