@@ -209,7 +209,7 @@ def run_library(root: Path, out: Path, device: str, shard_size: int) -> dict:
     settings = pipeline.FaceSettings(device=device)
     shards = pipeline.plan_shards(loaded.records, shard_size)
     for shard in shards:
-        faced.extend(pipeline.detect_shard(shard, settings, out / "_work").result)
+        faced.extend(pipeline.detect_shard(shard, settings, _work_dir(out, "library")).result)
     timings["faces"] = time.perf_counter() - t
     t = time.perf_counter()
     final = pipeline.finalise(faced.records)
@@ -256,6 +256,12 @@ def _disk_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def _work_dir(out: Path, mode: str) -> Path:
+    """Completion files: the flow's default (inside the export folder, which the flow claims
+    first), beside it for the library (an export refuses a folder it does not own)."""
+    return out.parent / f"{out.name}-work" if mode == "library" else out / "_work"
+
+
 def child(mode: str, root: Path, out: Path, device: str, shard_size: int) -> None:
     """Entry point of one measured subprocess: prints its JSON result."""
     t = time.perf_counter()
@@ -266,10 +272,9 @@ def child(mode: str, root: Path, out: Path, device: str, shard_size: int) -> Non
             result = run_flow(root, out, device, shard_size, MODES[mode])
     result["wall"] = time.perf_counter() - t
     result["processes"] = sorted(sampler.procs.values(), key=lambda e: -e["peak_rss_mib"])
-    result["disk_mib"] = {
-        "export": (_disk_bytes(out) - _disk_bytes(out / "_work")) / 2**20,
-        "work": _disk_bytes(out / "_work") / 2**20,
-    }
+    work = _work_dir(out, mode)
+    export_bytes = _disk_bytes(out) - (_disk_bytes(work) if mode != "library" else 0)
+    result["disk_mib"] = {"export": export_bytes / 2**20, "work": _disk_bytes(work) / 2**20}
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
 
 
