@@ -303,6 +303,61 @@ def measure(mode: str, root: Path, out: Path, device: str, shard_size: int) -> d
     return result
 
 
+def report(results: list[dict], device: str, shard_size: int) -> None:
+    """Print the per-run table (stages, RSS per process, disk, load) and Prefect's share."""
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"device {device}; shard size {shard_size}; {time.strftime('%Y-%m-%d')}\n"
+    )
+    print(
+        "| N | mode | wall s | images/s (whole run) | faces img/s | finalise img/s "
+        "| export img/s | load s | peak RSS MiB (main / largest other) | disk MiB (export + work) "
+        "| load avg |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|")
+    for r in results:
+        t = r["timings"]
+        procs = r["processes"]
+        other = max((e["peak_rss_mib"] for e in procs[1:]), default=0.0)
+        print(
+            f"| {r['n']} | {r['mode']} | {r['wall']:.1f} | {r['images'] / r['wall']:.1f} "
+            f"| {r['images'] / t['faces']:.1f} | {r['images'] / max(t['finalise'], 1e-9):.0f} "
+            f"| {r['kept'] / t['export']:.1f} | {t['load']:.2f} "
+            f"| {procs[0]['peak_rss_mib']:.0f} / {other:.0f} "
+            f"| {r['disk_mib']['export']:.0f} + {r['disk_mib']['work']:.1f} "
+            f"| {r['load_before'][0]:.1f} -> {r['load_after'][0]:.1f} |"
+        )
+    print()
+    for n in sorted({r["n"] for r in results}):
+        lib = next((r for r in results if r["n"] == n and r["mode"] == "library"), None)
+        for flw in (r for r in results if r["n"] == n and r["mode"] != "library"):
+            if lib is None:
+                break
+            stage_sum = sum(flw["timings"][k] for k in lib["timings"])
+            share_total = (flw["wall"] - lib["wall"]) / flw["wall"]
+            share_run = (stage_sum - sum(lib["timings"].values())) / stage_sum
+            print(
+                f"N={n} {flw['mode']}: Prefect overhead {100 * share_total:.1f}% of the whole "
+                f"process (temporary server start-up included), {100 * share_run:.1f}% of the "
+                "flow's stages (tasks, subflow, state tracking)"
+            )
+    for r in results:
+        if r["mode"] == "library":
+            continue
+        stage_s = sum(v for k, v in r["timings"].items() if k != "push")
+        own = r["processes"][0]["cpu_s"]
+        others = ", ".join(
+            f"{e['cmd'].split()[-1] if e['cmd'] else '?'} {e['cpu_s']:.0f} CPU-s "
+            f"{e['peak_rss_mib']:.0f} MiB"
+            for e in r["processes"][1:]
+            if "cpu_s" in e
+        )
+        print(
+            f"N={r['n']} {r['mode']}: stages {stage_s:.0f} s; flow process {own:.0f} CPU-s; "
+            f"other processes: {others or 'none'}"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 4000])
@@ -312,7 +367,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here too")
     parser.add_argument("--images", type=Path, help="keep (and reuse) the generated sources here")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--report", type=Path, help="print the tables of an earlier --json")
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(args.report.read_text()), args.device, args.shard_size)
+        return 0
     if args.child:
         mode, root, out, device, shard_size = args.child
         child(mode, Path(root), Path(out), device, int(shard_size))
@@ -341,42 +400,7 @@ def main() -> int:
                 if args.json:  # after every run: a long run killed half-way keeps what it did
                     args.json.parent.mkdir(parents=True, exist_ok=True)
                     args.json.write_text(json.dumps(results, indent=2))
-    print(
-        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"device {args.device}; shard size {args.shard_size}; {time.strftime('%Y-%m-%d')}\n"
-    )
-    print(
-        "| N | mode | wall s | images/s (whole run) | faces img/s | finalise img/s "
-        "| export img/s | load s | peak RSS MiB (main / largest other) | disk MiB (export + work) "
-        "| load avg |"
-    )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|")
-    for r in results:
-        t = r["timings"]
-        procs = r["processes"]
-        other = max((e["peak_rss_mib"] for e in procs[1:]), default=0.0)
-        print(
-            f"| {r['n']} | {r['mode']} | {r['wall']:.1f} | {r['images'] / r['wall']:.1f} "
-            f"| {r['images'] / t['faces']:.1f} | {r['images'] / max(t['finalise'], 1e-9):.0f} "
-            f"| {r['kept'] / t['export']:.1f} | {t['load']:.2f} "
-            f"| {procs[0]['peak_rss_mib']:.0f} / {other:.0f} "
-            f"| {r['disk_mib']['export']:.0f} + {r['disk_mib']['work']:.1f} "
-            f"| {r['load_before'][0]:.1f} -> {r['load_after'][0]:.1f} |"
-        )
-    print()
-    for n in args.n:
-        lib = next((r for r in results if r["n"] == n and r["mode"] == "library"), None)
-        for flw in (r for r in results if r["n"] == n and r["mode"] != "library"):
-            if lib is None:
-                break
-            stage_sum = sum(flw["timings"][k] for k in lib["timings"])
-            share_total = (flw["wall"] - lib["wall"]) / flw["wall"]
-            share_run = (stage_sum - sum(lib["timings"].values())) / stage_sum
-            print(
-                f"N={n} {flw['mode']}: Prefect overhead {100 * share_total:.1f}% of the whole "
-                f"process (temporary server start-up included), {100 * share_run:.1f}% of the "
-                "flow's stages (tasks, subflow, state tracking)"
-            )
+    report(results, args.device, args.shard_size)
     return 0
 
 
