@@ -48,11 +48,19 @@ def main(argv: list[str] | None = None) -> int:
         "relative to this machine (default 4: export's read/hash/encode threads on 16 cores "
         "against 2, its single Parquet writer thread not faster)",
     )
+    p.add_argument(
+        "--faces-from",
+        type=Path,
+        help="take the face stage's rate from this results file's first run (a run that "
+        "detected every shard, when the main one reused them)",
+    )
     p.add_argument("--efficiency", type=float, default=0.8, help="Dask scaling efficiency")
     args = p.parse_args(argv)
     runs = json.loads(args.results.read_text())
     run = next(r for r in runs if r["mode"] == args.mode)
     rates = stage_rates(run)
+    if args.faces_from:
+        rates["faces"] = stage_rates(json.loads(args.faces_from.read_text())[0])["faces"]
     kept_share = run["kept"] / run["images"]
     n = args.images
     work = {  # images each stage handles in the full build
@@ -85,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _h(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 if __name__ == "__main__":
