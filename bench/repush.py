@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import hae_data.export as export_mod
+import hae_data.export.parquet_shards as export_mod
 from hae_data.export import export_dataset
 from hae_data.images import read_image
 from hae_data.qa import make_qa

@@ -8,9 +8,12 @@ Run it in-process on the embedded demo with ``python -m flows.build_humanbeauty`
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,6 +138,33 @@ def push_task(output_dir: str, repo_id: str, private: bool) -> str:
     from hae_data.hub import push_to_hub
 
     return push_to_hub(output_dir, repo_id, private=private)
+
+
+@contextmanager
+def _api_for_workers(runner: Any) -> Iterator[None]:
+    """Dask workers are other processes: with no ``PREFECT_API_URL`` each would start a
+    temporary server of its own and record its task runs there (measured: one per local
+    worker). Point them at this process's temporary server instead."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if isinstance(runner, ThreadPoolTaskRunner) or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    url = SubprocessASGIServer().api_url
+    # The environment too: worker processes inherit it when the local cluster spawns them, and
+    # their log and event clients read the process's settings, not the task's context.
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
 
 
 def _task_runner(kind: str, dask_address: str | None, dask_workers: int) -> Any:
@@ -403,9 +433,10 @@ def _build(
     sizes = [len(s) for s in shards]
     n_images, load_rejections = len(loaded.records), loaded.rejections
     del loaded, shards  # the plans hold the records now; keep one copy in memory, not two
-    faced, reused = detect_faces.with_options(task_runner=runner)(
-        plans, settings, str(work), labels, sizes
-    )
+    with _api_for_workers(runner):
+        faced, reused = detect_faces.with_options(task_runner=runner)(
+            plans, settings, str(work), labels, sizes
+        )
     timings["faces"] = time.perf_counter() - clock
     clock = time.perf_counter()
     # quote(): Prefect would otherwise walk every field of every record to look for futures.

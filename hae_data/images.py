@@ -233,14 +233,35 @@ def read_image(
 
 
 def encode_for_export(
-    data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    *,
+    name: str = "<bytes>",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    decoded_before: bool = False,
 ) -> bytes:
     """The bytes to embed in the export for an image file's bytes ``data``.
 
-    The original file when it is already an upright 8-bit RGB or grayscale JPEG/PNG/WebP (no
-    generation loss); otherwise the decoded upright RGB image, re-encoded as JPEG (quality 95)
-    when the source was a JPEG and as PNG otherwise.
+    The original file when it is already an upright 8-bit RGB JPEG/PNG/WebP (no generation
+    loss); otherwise the decoded upright RGB image, re-encoded as JPEG (quality 95) when the
+    source was a JPEG and as PNG otherwise.
+
+    ``decoded_before``: these exact bytes already decoded without error (the face stage decoded
+    them, and the caller checked their content id). Whether they go in unchanged is then read
+    from the header alone (format, mode, EXIF orientation), without decoding the pixels again;
+    the result is the same bytes either way.
     """
+    if decoded_before:
+        try:
+            img = _open_checked(data, name, max_pixels)
+            as_is = (
+                img.format in _PASSTHROUGH_FORMATS and img.mode == "RGB" and _orientation(img) <= 1
+            )
+        except ImageDecodeError:
+            raise
+        except Exception as exc:  # any failure of one file (PIL raises many types) is its reason
+            raise _decode_error(exc, name) from exc
+        if as_is:
+            return data
     decoded = decode_image(data, name=name, max_pixels=max_pixels)
     if not decoded.converted:
         return data

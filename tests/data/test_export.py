@@ -2,6 +2,7 @@ import io
 import json
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -379,3 +380,55 @@ def test_levels_are_class_labels_a_split_can_stratify_on(tmp_path):
     assert ds.features["level"].names == ["bad", "poor", "fair", "good", "excellent"]
     halves = ds.train_test_split(test_size=0.5, stratify_by_column="level", seed=0)
     assert len(halves["train"]) + len(halves["test"]) == len(ds)
+
+
+def _variant(path, kind, rng):
+    """Rewrite ``path`` as an image of ``kind``; returns the new path (the suffix may change)."""
+    rgb = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    img = Image.fromarray(rgb)
+    if kind == "rotated":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        img.save(path, exif=exif, quality=90)
+    elif kind == "gray":
+        img.convert("L").save(path, quality=90)
+    elif kind == "cmyk":
+        img.convert("CMYK").save(path, quality=90)
+    else:
+        path = path.with_suffix({"png": ".png", "rgba": ".png", "webp": ".webp"}[kind])
+        out = img.convert("RGBA") if kind == "rgba" else img
+        out.save(path, **({"lossless": True} if kind == "webp" else {}))
+    return path
+
+
+def test_export_without_a_second_decode_writes_the_same_bytes(tmp_path):
+    """The fast path (header only, decode/encode in threads where needed) against decoding
+    every image again: the same rows, the same embedded bytes, for every kind of file."""
+    recs, _ = make_records(tmp_path / "img", n_overall=14, n_fine=6)
+    rng = np.random.default_rng(1)
+    kinds = ["rotated", "gray", "cmyk", "png", "rgba", "webp"]
+    kind_of = {}
+    for rec, kind in zip(recs, kinds * 2, strict=False):
+        path = _variant(tmp_path / "img" / rec.file_name, kind, rng)
+        dec = read_image(path)
+        rec.image_path, rec.image_id = str(path), dec.image_id
+        rec.width, rec.height = dec.width, dec.height
+        kind_of[rec.image_id] = kind
+    fast = export_dataset(recs, [], tmp_path / "fast")
+    slow = export_dataset(recs, [], tmp_path / "slow", verify_decode=True)
+    assert fast.total_rows == slow.total_rows == len(recs)
+    files = sorted(p.relative_to(tmp_path / "fast") for p in (tmp_path / "fast").rglob("*.parquet"))
+    assert files == sorted(
+        p.relative_to(tmp_path / "slow") for p in (tmp_path / "slow").rglob("*.parquet")
+    )
+    for rel in files:
+        assert pq.read_table(tmp_path / "fast" / rel).equals(pq.read_table(tmp_path / "slow" / rel))
+    rows = {
+        r["image_id"]: r["image"]["bytes"]
+        for p in (tmp_path / "fast" / "data").rglob("*.parquet")
+        for r in pq.read_table(p, columns=["image_id", "image"]).to_pylist()
+    }
+    for rec in recs:  # upright RGB JPEG/PNG/WebP go in as they are; the rest re-encoded
+        as_is = kind_of.get(rec.image_id, "jpeg") in ("jpeg", "png", "webp")
+        assert (rows[rec.image_id] == Path(rec.image_path).read_bytes()) == as_is
+        assert Image.open(io.BytesIO(rows[rec.image_id])).size == (rec.width, rec.height)

@@ -5,14 +5,13 @@ import pytest
 from hae_data.hashing import content_id
 from hae_data.pipeline import (
     FaceSettings,
-    ShardStore,
     detect_shard,
     drop_duplicates,
     finalise,
     plan_shards,
     read_plan,
     remove_plans,
-    shard_fingerprint,
+    shard_bounds,
     write_plans,
 )
 from hae_data.records import Record
@@ -32,7 +31,8 @@ def test_plan_shards_keeps_sources_apart_in_file_order(tmp_path):
     recs = _recs(tmp_path, 50, "baid") + _recs(tmp_path, 30, "ava")
     shards = plan_shards(list(reversed(recs)), 5)
     assert all(len({r.source for r in s}) == 1 for s in shards)
-    assert all(1 <= len(s) <= 20 for s in shards)
+    smallest, largest = shard_bounds(5)
+    assert all(smallest <= len(s) <= largest for s in shards)
     flat = [r.file_name for s in shards for r in s]
     assert flat == sorted(r.file_name for r in recs if r.source == "ava") + sorted(
         r.file_name for r in recs if r.source == "baid"
@@ -43,37 +43,34 @@ def test_plan_shards_keeps_sources_apart_in_file_order(tmp_path):
         plan_shards(recs, 0)
 
 
-def test_adding_a_file_changes_one_shard_only(tmp_path):
+def test_adding_a_file_changes_a_shard_or_two_not_the_rest(tmp_path):
     recs = _recs(tmp_path, 200)
     before = [[r.file_name for r in s] for s in plan_shards(recs, 10)]
-    extra = Record(source="ava", file_name="ava-0000.jpg", image_path="x", raw_score=1.0)
-    after = [[r.file_name for r in s] for s in plan_shards([extra, *recs], 10)]
-    changed = [s for s in after if s not in before]
-    assert len(changed) == 1 and "ava-0000.jpg" in changed[0]
-    assert len(after) == len(before)
+    assert before == [[r.file_name for r in s] for s in plan_shards(recs[::-1], 10)]
+    for extra_name in ("ava-0000.jpg", "ava-5.jpg", "ava-99.jpg"):
+        extra = Record(source="ava", file_name=extra_name, image_path="x", raw_score=1.0)
+        after = [[r.file_name for r in s] for s in plan_shards([extra, *recs], 10)]
+        changed = [s for s in after if s not in before]
+        assert 1 <= len(changed) <= 2 and any(extra_name in s for s in changed)
+        assert len(after) - len(before) in (0, 1)
 
 
-def test_fingerprint_follows_files_and_settings(tmp_path):
-    recs = _recs(tmp_path, 3)
-    fp = shard_fingerprint(recs, {"threshold": 0.9})
-    assert fp == shard_fingerprint(recs, {"threshold": 0.9})
-    assert fp != shard_fingerprint(recs, {"threshold": 0.8})
-    st = os.stat(recs[1].image_path)
-    os.utime(recs[1].image_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000))
-    assert fp != shard_fingerprint(recs, {"threshold": 0.9})
-    os.remove(recs[2].image_path)
-    assert shard_fingerprint(recs, {"threshold": 0.9}) != fp
-
-
-def test_shard_store_round_trip_and_corrupt_file(tmp_path):
-    store = ShardStore(tmp_path / "work", "faces")
-    payload = {"a.jpg": {"image_id": "abc", "faces": [{"score": 0.9}]}}
-    assert store.load("f" * 64) is None
-    store.save("f" * 64, payload)
-    assert store.load("f" * 64) == payload
-    assert not list(store.folder.glob("*.tmp-*"))
-    store.path("e" * 64).write_text("{not json")
-    assert store.load("e" * 64) is None
+@pytest.mark.parametrize("shard_size", [1, 2, 7, 100, 2000])
+def test_shards_are_even_within_bounds(tmp_path, shard_size):
+    """The old planner cut 20, 12 and 268 images at shard_size=100: poor balance over workers."""
+    smallest, largest = shard_bounds(shard_size)
+    assert smallest <= shard_size <= largest <= 2 * shard_size
+    for n in (1, smallest, largest + 1, 3 * shard_size + 5, 5000):
+        recs = [
+            Record(source="ava", file_name=f"{i:07d}.jpg", image_path="x", raw_score=1.0)
+            for i in range(n)
+        ]
+        sizes = [len(s) for s in plan_shards(recs, shard_size)]
+        assert sum(sizes) == n
+        if n >= smallest:
+            assert all(smallest <= k <= largest for k in sizes), (n, sizes)
+        else:
+            assert sizes == [n]
 
 
 PHOTOS = {"one.jpg": ("keep", 0), "group.jpg": ("multi_face", 0), "none.jpg": ("no_face", 0)}
@@ -119,6 +116,11 @@ def test_detect_shard_reuses_detections_but_not_labels_or_rule(tmp_path):
     )
     assert strict.reused  # another rule, same stored detections
     assert {r.file_name for r in strict.result.rejections} >= {"group.jpg", "none.jpg"}
+
+    (tmp_path / "work" / "faces" / f"{first.fingerprint}.json").write_text("{not json")
+    redone = detect_shard(_photo_records(tmp_path), settings, tmp_path / "work")
+    assert not redone.reused  # an unreadable completion file: the shard is detected again
+    assert redone.result.records[0].faces == first.result.records[0].faces
 
 
 def test_same_size_edit_with_the_mtime_put_back_is_detected_again(tmp_path):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import urllib.request
 
+import pytest
 from datasets import load_dataset
 
 from tests.flows.conftest import PYTHON, ROOT, free_port, subprocess_env, wait_for
@@ -65,12 +66,24 @@ def _server(tmp_path, **env_extra: str):
     return api, env, popen, server
 
 
-def test_served_deployment_builds_the_demo(demo, tmp_path):
-    api, env, popen, server = _server(tmp_path)
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """One real server for both deployment paths (each start costs 15-30 s here): (api url,
+    env for clients, Popen kwargs for more processes). Stopped after the module's tests."""
+    api, env, popen, server = _server(tmp_path_factory.mktemp("prefect-server"), PWD=str(ROOT))
+    try:
+        wait_for(lambda: _healthy(api), 120, "the Prefect server", server)
+        yield api, env, popen
+    finally:
+        _stop(server)
+    assert server.poll() is not None
+
+
+def test_served_deployment_builds_the_demo(demo, real_server, tmp_path):
+    api, env, popen = real_server
     prefect = PREFECT
     serve = None
     try:
-        wait_for(lambda: _healthy(api), 120, "the Prefect server", server)
         serve = subprocess.Popen([PYTHON, "-m", "flows.serve"], **popen)
         wait_for(lambda: _deployment_exists(api), 120, "the served deployment", serve)
         out = tmp_path / "out"
@@ -95,18 +108,17 @@ def test_served_deployment_builds_the_demo(demo, tmp_path):
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert "Completed" in run.stdout + run.stderr
     finally:
-        # Stop the serving process before the server, as a worker should be.
+        # Stop the serving process before the server (the fixture's), as a worker should be.
         if serve is not None:
             _stop(serve)
-        _stop(server)
-    assert server.poll() is not None and (serve is None or serve.poll() is not None)
+    assert serve is None or serve.poll() is not None
     train = load_dataset(str(out), "overall", split="train", cache_dir=str(tmp_path / "cache"))
     test = load_dataset(str(out), "fine_grained", split="test", cache_dir=str(tmp_path / "cache"))
     assert len(train) > 0 and len(test) > 0
     assert train[0]["face_count"] == 1
 
 
-def test_prefect_yaml_deploys_onto_a_process_work_pool(demo, tmp_path):
+def test_prefect_yaml_deploys_onto_a_process_work_pool(demo, real_server, tmp_path):
     """The README's `prefect deploy` path: work pool, deploy from prefect.yaml, worker, run."""
     import shutil
 
@@ -121,11 +133,10 @@ def test_prefect_yaml_deploys_onto_a_process_work_pool(demo, tmp_path):
         assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
         return done.stdout + done.stderr
 
-    api, env, popen, server = _server(tmp_path, PWD=str(ROOT))
+    api, env, popen = real_server
     prefect = PREFECT
     worker = None
     try:
-        wait_for(lambda: _healthy(api), 120, "the Prefect server", server)
         prefect_cli("work-pool", "create", "humanbeauty", "--type", "process")
         prefect_cli("--no-prompt", "deploy", "--all")
         assert _deployment_exists(api, "pool")
@@ -144,6 +155,5 @@ def test_prefect_yaml_deploys_onto_a_process_work_pool(demo, tmp_path):
     finally:
         if worker is not None:
             _stop(worker)  # SIGINT, before the server
-        _stop(server)
     train = load_dataset(str(out), "overall", split="train", cache_dir=str(tmp_path / "cache"))
     assert len(train) > 0 and set(train["source"]) == {"baid"}
