@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from hae_data.hashing import content_id
 __all__ = [
     "DEFAULT_DECODE_PIXEL_BUDGET",
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
     "DecodedImage",
     "ImageDecodeError",
     "PixelBudget",
@@ -39,6 +41,7 @@ __all__ = [
     "decode_image",
     "decode_reduced",
     "encode_for_export",
+    "expand_paths",
     "export_bytes",
     "fit_long_side",
     "read_image",
@@ -46,6 +49,32 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Files taken from folders (a file named on the command line is always taken).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+)
+
+
+def expand_paths(paths: Sequence[Path], *, all_files: bool = False) -> tuple[list[Path], int]:
+    """Inputs in order: files as given, folders walked recursively (sorted, image suffixes
+    unless ``all_files``; hidden files skipped). Returns the list and how many folder files were
+    left out for their suffix."""
+    out: list[Path] = []
+    left_out = 0
+    for p in paths:
+        if not p.is_dir():
+            out.append(p)
+            continue
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            if any(part.startswith(".") for part in f.relative_to(p).parts):
+                continue
+            if all_files or f.suffix.lower() in IMAGE_SUFFIXES:
+                out.append(f)
+            else:
+                left_out += 1
+    return out, left_out
+
 
 #: Images above this many pixels are rejected as ``too_large`` before their pixels are decoded
 #: (a 12,000 x 12,000 photo is 144 MP; larger files in IAA sets are decompression bombs). PIL

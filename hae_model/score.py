@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from annotation_schema import load_standard
+from hae_data.images import IMAGE_SUFFIXES
 from hae_model.config import OVERALL_SOURCES
 from hae_model.inference import add_inference_args
-from hae_model.scorer import IMAGE_SUFFIXES, SCALES, find_images, load_scorer
+from hae_model.scorer import SCALES, find_images, load_scorer
 
 __all__ = ["OUTPUT_KINDS", "csv_columns", "csv_row", "main"]
 
@@ -152,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
     if args.output is not None and Path(args.output).suffix not in OUTPUT_KINDS:
         parser.error(f"--output {args.output}: must end in {' or '.join(OUTPUT_KINDS)}")
+    images: list[str] = []
     for given in args.images:
-        if Path(given).is_dir() and not find_images([given]):
-            parser.error(f"{given}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
-    images = find_images(args.images)
+        found = find_images([given])
+        if not found:  # only a folder can yield nothing
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            parser.error(f"{given}: a folder without image files ({suffixes})")
+        images += found
     try:
         scorer = load_scorer(
             args.model,

@@ -31,7 +31,7 @@ from PIL import Image
 
 from annotation_schema import load_standard
 from hae_data.hashing import content_id
-from hae_data.images import ImageDecodeError, read_image
+from hae_data.images import ImageDecodeError, expand_paths, read_image
 from hae_model.config import OVERALL_SOURCES, resolve_dtype
 from hae_model.inference import (
     autocast,
@@ -43,34 +43,20 @@ from hae_model.inference import (
 from hae_model.model import HumanAesExpert
 from hae_model.processing import INFERENCE_QUESTIONS, SampleEncoder, collate_inference
 
-__all__ = ["IMAGE_SUFFIXES", "SCALES", "ImageInput", "Scorer", "find_images", "load_scorer"]
+__all__ = ["SCALES", "ImageInput", "Scorer", "find_images", "load_scorer"]
 
 log = logging.getLogger(__name__)
 
 #: ``unit``: scores in [0, 1] as the model predicts them; ``five``: the paper's 1-5 MOS.
 SCALES = ("unit", "five")
-#: What a folder given to ``score`` contributes (by suffix, case-insensitive).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-
 ImageInput = str | os.PathLike[str] | Image.Image
 
 
 def find_images(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     """Every path as given, except folders: those become their image files (recursively, by
-    suffix, sorted). A path that does not exist stays, to be reported as an error."""
-    out: list[str] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            found = sorted(
-                str(f)
-                for f in path.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
-            out += found
-        else:
-            out.append(str(p))
-    return out
+    suffix, sorted; see :func:`hae_data.images.expand_paths`). A path that does not exist
+    stays, to be reported as an error."""
+    return [str(p) for p in expand_paths([Path(p) for p in paths])[0]]
 
 
 def _rescale(x: float, scale: str) -> float:

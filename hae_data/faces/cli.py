@@ -24,36 +24,11 @@ from hae_data.faces.backends import load_detector
 from hae_data.faces.decision import FACE_REASONS, count_faces, decide
 from hae_data.faces.detectors import DEFAULT_MIN_SCORE
 from hae_data.faces.filter import FaceResult, FilterStats, default_workers, detect_items
-from hae_data.images import DEFAULT_MAX_PIXELS
+from hae_data.images import DEFAULT_MAX_PIXELS, expand_paths
 
-__all__ = ["IMAGE_SUFFIXES", "build_parser", "expand_paths", "main"]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("hae_data.faces")
-
-#: Files taken from folders (a file named on the command line is always taken).
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-)
-
-
-def expand_paths(paths: Sequence[Path], *, all_files: bool = False) -> tuple[list[Path], int]:
-    """Inputs in order: files as given, folders walked recursively (sorted, image suffixes
-    unless ``all_files``; hidden files skipped). Returns the list and how many folder files were
-    left out for their suffix."""
-    out: list[Path] = []
-    left_out = 0
-    for p in paths:
-        if not p.is_dir():
-            out.append(p)
-            continue
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            if any(part.startswith(".") for part in f.relative_to(p).parts):
-                continue
-            if all_files or f.suffix.lower() in IMAGE_SUFFIXES:
-                out.append(f)
-            else:
-                left_out += 1
-    return out, left_out
 
 
 def _fraction(text: str) -> float:
