@@ -70,7 +70,14 @@ def _server(tmp_path, **env_extra: str):
 def real_server(tmp_path_factory):
     """One real server for both deployment paths (each start costs 15-30 s here): (api url,
     env for clients, Popen kwargs for more processes). Stopped after the module's tests."""
-    api, env, popen, server = _server(tmp_path_factory.mktemp("prefect-server"), PWD=str(ROOT))
+    api, env, popen, server = _server(
+        tmp_path_factory.mktemp("prefect-server"),
+        PWD=str(ROOT),
+        # The serving process and the worker look for scheduled runs every 10 s by default:
+        # each run would wait up to that long before it starts.
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+    )
     try:
         wait_for(lambda: _healthy(api), 120, "the Prefect server", server)
         yield api, env, popen

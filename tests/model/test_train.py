@@ -17,7 +17,9 @@ from safetensors.torch import load_file
 from hae_model.config import DTYPES, resolve_dtype
 from hae_model.data import ShardStream, list_row_groups
 from hae_model.evaluate import evaluate
+from hae_model.evaluate import main as evaluate_main
 from hae_model.metavoter import in_holdout
+from hae_model.score import main as score_main
 from hae_model.tiny import main as tiny_main
 from hae_model.train import TrainConfig, cosine_with_warmup, train
 from hae_model.train import main as train_main
@@ -228,11 +230,11 @@ def test_ddp_two_cpu_processes_on_gloo(tiny_dir, small_export, tmp_path):
         assert (out / name).is_file(), name
 
 
-def test_cli_end_to_end(tmp_path, small_export, caplog):
+def test_cli_end_to_end(tmp_path, small_export, caplog, capsys):
     tiny = tmp_path / "tiny"
     model = tmp_path / "model"
-    # tiny and train through their CLI entry points in this process (evaluate and score below,
-    # and train in the DDP and SIGTERM tests, run as `python -m` subprocesses).
+    # tiny, train, evaluate and score through their CLI entry points, in this process (`python
+    # -m` runs the same `main`; train runs as a subprocess in the DDP and SIGTERM tests).
     assert tiny_main(["--output", str(tiny)]) == 0
     args = ["--data", str(small_export), "--base", str(tiny), "--output", str(model)]
     args += ["--max-tiles", "1", "--max-steps", "3", "--batch-size", "4", "--grad-accum", "1"]
@@ -241,22 +243,9 @@ def test_cli_end_to_end(tmp_path, small_export, caplog):
         assert train_main(args) == 0
     assert "samples/s" in caplog.text and "model saved to" in caplog.text
     report_path = tmp_path / "eval" / "quick.json"
-    _run(
-        [
-            "-m",
-            "hae_model.evaluate",
-            "--model",
-            str(model),
-            "--data",
-            str(small_export),
-            "--split",
-            "quick",
-            "--output",
-            str(report_path),
-            "--num-workers",
-            "1",
-        ]
-    )
+    eval_args = ["--model", str(model), "--data", str(small_export), "--split", "quick"]
+    eval_args += ["--output", str(report_path), "--num-workers", "1"]
+    assert evaluate_main(eval_args) == 0
     report = json.loads(report_path.read_text())
     assert report["split"] == "quick" and report["images"] > 0
     total = report["total"]
@@ -284,26 +273,11 @@ def test_cli_end_to_end(tmp_path, small_export, caplog):
     images = sorted((small_export.parent / "images").glob("*.png"))[:2]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hae_model.score",
-            "--model",
-            str(model),
-            "--json",
-            str(images[0]),
-            str(bad),
-            str(images[1]),
-        ],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 1, proc.stderr[-3000:]  # one image failed, the others scored
-    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    capsys.readouterr()
+    code = score_main(["--model", str(model), "--json", str(images[0]), str(bad), str(images[1])])
+    out = capsys.readouterr()
+    assert code == 1, out.err[-3000:]  # one image failed, the others scored
+    lines = [json.loads(line) for line in out.out.splitlines()]
     assert [r["image"] for r in lines] == [str(images[0]), str(bad), str(images[1])]
     assert "error" in lines[1]
     ok = lines[0]
