@@ -1,7 +1,7 @@
 """From exported Parquet shards to streams of rows (SPEC 2.8 -> SPEC 3).
 
 The export (``hae_data.export``) writes ``DIR/data/{overall,fine_grained}/{train,test}-*.parquet``
-with rows of ``hae_data.records.ARROW_SCHEMA``. This module
+with rows of ``hae_data.schema.ARROW_SCHEMA``. This module
 
 - lists the shards' row groups from their footers (:func:`list_row_groups`), without reading
   data;
@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from hae_data.records import PARTS, level_words
+from hae_data.records import PARTS
+from hae_data.schema import level_words
 
 __all__ = [
     "COLUMNS",

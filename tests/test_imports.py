@@ -2,9 +2,9 @@
 
 - ``hae_data``, ``hae_model`` and ``annotation_schema`` are plain libraries: no module imports
   Prefect or ``flows`` anywhere, not even inside a function (STYLE.md pattern 1).
-- No import cycle among the project's own modules: the module-level import graph (imports run
-  when a module is imported; those inside functions, and ``if TYPE_CHECKING:`` blocks, are left
-  out) has no strongly connected component of more than one module.
+- No import cycle among the project's own modules: the graph of every import statement (those
+  inside functions and ``if TYPE_CHECKING:`` blocks included, since a deferred import only hides a
+  cycle) has no strongly connected component of more than one module.
 - No two modules share a file name, so a name says which part of the system it is.
 """
 
@@ -55,43 +55,20 @@ def _imported(
         yield submodule if submodule in known else base
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _module_level(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Import statements run when the module is imported (not in functions, not TYPE_CHECKING)."""
-    for node in body:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            yield node
-        elif isinstance(node, ast.If):
-            if not _is_type_checking(node):
-                yield from _module_level(node.body)
-            yield from _module_level(node.orelse)
-        elif isinstance(node, ast.Try):
-            for block in (node.body, node.orelse, node.finalbody):
-                yield from _module_level(block)
-            for handler in node.handlers:
-                yield from _module_level(handler.body)
-        elif isinstance(node, ast.With | ast.ClassDef):
-            yield from _module_level(node.body)
-
-
 @functools.cache
 def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
 def _graph(modules: dict[str, Path]) -> dict[str, set[str]]:
-    """Module-level import edges between the project's own modules."""
+    """Import edges between the project's own modules, from every import statement."""
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         is_package = path.name == "__init__.py"
         targets: set[str] = set()
-        for node in _module_level(_tree(path).body):
+        for node in ast.walk(_tree(path)):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
             for wanted in _imported(node, name, is_package, modules):
                 if wanted in modules and wanted != name:
                     targets.add(wanted)

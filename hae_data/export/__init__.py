@@ -2,7 +2,7 @@
 
 Layout of an export folder::
 
-    data/overall/train-00000-of-00002.parquet   rows of ``records.ARROW_SCHEMA``
+    data/overall/train-00000-of-00002.parquet   rows of ``schema.ARROW_SCHEMA``
     data/overall/test-00000-of-00001.parquet
     data/fine_grained/{train,test}-*.parquet
     README.md          dataset card: YAML ``configs`` (overall, fine_grained), stats, licences

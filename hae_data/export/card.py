@@ -9,8 +9,9 @@ from typing import Any
 from annotation_schema import load_standard
 from hae_data.export.source_stats import format_range
 from hae_data.near_duplicates import card_lines
-from hae_data.records import FEATURES, PARTS
+from hae_data.records import PARTS
 from hae_data.reliability import reliability_markdown
+from hae_data.schema import FEATURES
 from hae_data.sources import SourceInfo
 
 __all__ = ["PAPER_URL", "SPLITS", "dataset_card", "licence_file"]

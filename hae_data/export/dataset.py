@@ -29,8 +29,9 @@ from hae_data.export.source_stats import export_stats, format_reasons, summary_m
 from hae_data.hashing import content_id, unit_hash
 from hae_data.images import DEFAULT_MAX_PIXELS, ImageDecodeError, encode_for_export
 from hae_data.outdir import BuildLock, ExportFolder
-from hae_data.records import PARTS, REJECTION_SCHEMA, Record, Rejection, record_to_row
+from hae_data.records import PARTS, Record, Rejection
 from hae_data.reliability import records_reliability
+from hae_data.schema import REJECTION_SCHEMA, record_to_row
 from hae_data.sources import CATALOG, SourceInfo
 
 __all__ = ["EmptyExportError", "ExportSummary", "export_dataset", "write_rejections"]

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hae_data.records import ARROW_SCHEMA
+from hae_data.schema import ARROW_SCHEMA
 
 __all__ = [
     "CDC_OPTIONS",

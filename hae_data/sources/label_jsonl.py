@@ -62,15 +62,29 @@ from hae_data.sources.fixtures import (
     seeded_rng,
 )
 
-__all__ = ["PARTS_58K_50K", "ReleaseSource", "release_source_key", "write_fixture"]
+__all__ = [
+    "PARTS_58K_50K",
+    "RELEASE_SOURCES",
+    "ReleaseSource",
+    "release_source_key",
+    "write_fixture",
+]
 
 #: The release's two part folders.
 PARTS_58K_50K = ("HumanBeauty-58K", "HumanBeauty-50K")
+#: The catalogue keys of what the release is made of: the six public sources of the 58K part and
+#: the authors' own 50K part. Every ``source`` value of a row names one of them.
+RELEASE_SOURCES = (
+    "ava",
+    "tad66k",
+    "scut_fbp5500",
+    "mebeauty",
+    "baid",
+    "agiqa_3k",
+    "humanbeauty_50k",
+)
 _REQUIRED = ("image_name", "source", "score")
-_KNOWN = {
-    re.sub(r"[^a-z0-9]", "", key): key
-    for key in ("ava", "tad66k", "scut_fbp5500", "mebeauty", "baid", "agiqa_3k", "humanbeauty_50k")
-}
+_KNOWN = {re.sub(r"[^a-z0-9]", "", key): key for key in RELEASE_SOURCES}
 _KNOWN.update({"humanbeauty50k": "humanbeauty_50k", "scutfbp": "scut_fbp5500"})
 
 
@@ -113,12 +127,12 @@ class ReleaseSource(Source):
             self._find(
                 ["label.jsonl", *(f"{p}/label.jsonl" for p in PARTS_58K_50K)], what="label.jsonl"
             )
-        # The catalogue is gathered from every source module, this one included: read it now.
-        from hae_data.sources import CATALOG
-
-        bad = {k: v for k, v in (source_map or {}).items() if v not in CATALOG}
+        bad = {k: v for k, v in (source_map or {}).items() if v not in RELEASE_SOURCES}
         if bad:
-            raise ValueError(f"source_map values must be catalogue keys: {bad}")
+            raise ValueError(
+                f"source_map values must be one of the release's sources "
+                f"({', '.join(RELEASE_SOURCES)}): {bad}"
+            )
         self.source_map = dict(source_map or {})
         std = load_standard()
         self.n_dims = len(std.keys)

@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from annotation_schema import load_standard
-from hae_data.records import ARROW_SCHEMA, record_to_row
+from hae_data.schema import ARROW_SCHEMA, record_to_row
 from hae_model.data import (
     ShardStream,
     TrainingStream,

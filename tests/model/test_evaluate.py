@@ -129,7 +129,7 @@ def test_evaluation_reads_exported_levels_not_float32_copies(tiny_dir, tmp_path)
     import pyarrow.parquet as pq
     from transformers import AutoImageProcessor, AutoTokenizer
 
-    from hae_data.records import ARROW_SCHEMA, level_words, record_to_row
+    from hae_data.schema import ARROW_SCHEMA, level_words, record_to_row
     from hae_model.data import list_row_groups
     from hae_model.inference import inference_loader, score_batches
     from hae_model.processing import SampleEncoder

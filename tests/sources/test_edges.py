@@ -15,7 +15,9 @@ import pytest
 from annotation_schema import load_standard
 from hae_data.records import Record
 from hae_data.sources import (
+    CATALOG,
     SOURCES,
+    TRAINING_SOURCES,
     SourceFormatError,
     SourceRootError,
     write_fixture,
@@ -23,7 +25,7 @@ from hae_data.sources import (
 from hae_data.sources.annotations import AnnotationSource
 from hae_data.sources.ava import AvaSource
 from hae_data.sources.fixtures import make_jpeg
-from hae_data.sources.label_jsonl import ReleaseSource
+from hae_data.sources.label_jsonl import RELEASE_SOURCES, ReleaseSource
 from hae_data.sources.mebeauty import MebeautySource
 from hae_data.sources.scut_fbp5500 import SCUT_RATERS, ScutFbp5500Source
 
@@ -270,8 +272,12 @@ def test_release_one_part_folder_and_source_map(tmp_path: Path) -> None:
     records, rejections = ReleaseSource(part, source_map={"SCUT": "scut_fbp5500"}).load()
     assert not rejections
     assert next(r for r in records if r.file_name == "images/x.jpg").source == "scut_fbp5500"
-    with pytest.raises(ValueError, match="catalogue keys"):
+    with pytest.raises(ValueError, match="one of the release's sources"):
         ReleaseSource(part, source_map={"SCUT": "nonsense"})
+    with pytest.raises(ValueError, match="one of the release's sources"):
+        ReleaseSource(part, source_map={"SCUT": "lapis"})  # catalogued, but not in the release
+    # The release's sources are catalogued sources (the names are typed twice, so check them).
+    assert set(RELEASE_SOURCES) == {*TRAINING_SOURCES, "humanbeauty_50k"} <= set(CATALOG)
 
 
 # -- general ------------------------------------------------------------------------------
