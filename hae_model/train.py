@@ -343,7 +343,7 @@ def _train(cfg: TrainConfig, d: _Dist, stop: _StopRequest) -> Path:
     elif cfg.resume:
         log.info("--resume: no checkpoint under %s, starting from scratch", output / CHECKPOINTS)
 
-    # Stage 1: the data stream, from where a resumed run stopped, and the optimiser steps.
+    # The data stream, from where a resumed run stopped.
     stream = TrainingStream(
         groups,
         encoder.encode_train,
@@ -367,34 +367,8 @@ def _train(cfg: TrainConfig, d: _Dist, stop: _StopRequest) -> Path:
         prefetch_factor=4 if cfg.num_workers else None,
         persistent_workers=False,
     )
-    if step < total:
-        _stage1(cfg, d, model, loader, opt, sched, step, total, skip_batches, amp, rng, stop)
-    stop.release()  # stage 2 is short: a signal there acts as without this handler
-    _check_in_sync(model, d)
-    _stage2(cfg, d, model, encoder, groups, amp)
-    if d.main:
-        model.save_pretrained(output, encoder)
-        log.info("model saved to %s", output)
-    d.barrier()
-    return output
-
-
-def _stage1(
-    cfg: TrainConfig,
-    d: _Dist,
-    model: HumanAesExpert,
-    loader: DataLoader,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    step: int,
-    total: int,
-    skip_batches: int,
-    amp: torch.dtype | None,
-    rng: dict[str, Any] | None,
-    stop: _StopRequest,
-) -> None:
-    """Optimiser steps from ``step`` to ``total`` (``skip_batches`` micro-batches done)."""
-    if cfg.compile:
+    # Stage 1: optimiser steps from `step` to `total` (`skip_batches` micro-batches done).
+    if cfg.compile and step < total:
         model.compile_backbone()
     model.train()
     ddp: torch.nn.Module = model
@@ -463,6 +437,14 @@ def _stage1(
         if signum:
             raise TrainingInterrupted(signum, step, saved)
     del batches  # stops the data workers before stage 2 starts its own
+    stop.release()  # stage 2 is short: a signal there acts as without this handler
+    _check_in_sync(model, d)
+    _stage2(cfg, d, model, encoder, groups, amp)
+    if d.main:
+        model.save_pretrained(output, encoder)
+        log.info("model saved to %s", output)
+    d.barrier()
+    return output
 
 
 def _stage2(
