@@ -1,0 +1,1 @@
+"""The HumanBeauty dataset: sources, face filter, scores, levels, QA pairs, export (SPEC 2)."""

@@ -45,6 +45,7 @@ class RegressionHead(nn.Module):
         self.linear = nn.Linear(hidden_size, 1)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The score ``[B]`` of each hidden state."""
         return torch.sigmoid(self.linear(hidden)).squeeze(-1)
 
 
@@ -60,6 +61,7 @@ class NodeFFN(nn.Module):
         self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(), nn.Linear(hidden, 1))
 
     def forward(self, children: torch.Tensor) -> torch.Tensor:
+        """The node's score ``[B]`` from its children's ``[B, k]``."""
         return torch.sigmoid(self.net(children)).squeeze(-1)
 
 
@@ -98,6 +100,7 @@ class ExpertHead(nn.Module):
         return torch.stack([node[i] for i in range(1, self.n_dims + 1)], dim=-1)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The 12 dimension scores ``[B, 12]`` of each hidden state."""
         return self.combine(torch.sigmoid(self.leaf(hidden)))
 
 
@@ -121,6 +124,7 @@ class MetaVoter(nn.Module):
         )
 
     def forward(self, head_scores: torch.Tensor) -> torch.Tensor:
+        """The MetaVoter's score ``[B]`` from the heads' scores ``[B, n_inputs]``."""
         return torch.sigmoid(self.net(head_scores)).squeeze(-1)
 
 

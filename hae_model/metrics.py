@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 
-def _pair(pred: Sequence[float] | np.ndarray, target: Sequence[float] | np.ndarray):
+def _pair(
+    pred: Sequence[float] | np.ndarray, target: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred, dtype=np.float64).ravel()
     t = np.asarray(target, dtype=np.float64).ravel()
     if p.shape != t.shape:

@@ -330,7 +330,9 @@ def _unit(value: Any, what: str) -> float:
 # Batches
 
 
-def _pad(seqs: Sequence[Sequence[int] | torch.Tensor], value: int, length: int, left: bool = False):
+def _pad(
+    seqs: Sequence[Sequence[int] | torch.Tensor], value: int, length: int, left: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     out = torch.full((len(seqs), length), value, dtype=torch.long)
     mask = torch.zeros((len(seqs), length), dtype=torch.long)
     for i, s in enumerate(seqs):

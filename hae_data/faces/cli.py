@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hae_data.defaults import DETECTOR_LONG_SIDE, FACE_THRESHOLD
@@ -38,7 +38,7 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _at_least(minimum: int):
+def _at_least(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
         if value < minimum:

@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -257,7 +257,7 @@ class OnnxRetinaFace(RetinaFaceBase):
         mean_bgr: tuple[float, float, float] | None = None,
         threads: int | None = None,
         spin: bool = False,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         import onnxruntime as ort
 

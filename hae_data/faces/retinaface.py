@@ -223,7 +223,7 @@ class ResNet50Body(nn.Module):
 class FPN(nn.Module):
     """Lateral 1x1 convs, top-down nearest upsampling and 3x3 merges (merge2 before merge1)."""
 
-    def __init__(self, in_channels: tuple[int, int, int], out_channels: int, leaky: float):
+    def __init__(self, in_channels: tuple[int, int, int], out_channels: int, leaky: float) -> None:
         super().__init__()
         self.output1 = _conv_bn1x1(in_channels[0], out_channels, leaky)
         self.output2 = _conv_bn1x1(in_channels[1], out_channels, leaky)
@@ -298,6 +298,8 @@ class RetinaFace(nn.Module):
         self.fused = False
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Box offsets, face/background scores and landmark offsets of every anchor, for a batch
+        of normalised images."""
         p = self.fpn(self.body(x))
         feats = (self.ssh1(p[0]), self.ssh2(p[1]), self.ssh3(p[2]))
         loc = torch.cat([h(f) for h, f in zip(self.BboxHead, feats, strict=True)], dim=1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,7 +107,7 @@ class TorchRetinaFace(RetinaFaceBase):
         fp16: bool | None = None,
         channels_last: bool | None = None,
         pad_multiple: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
