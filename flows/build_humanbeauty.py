@@ -7,6 +7,7 @@ Run it in-process on the embedded demo with ``python -m flows.build_humanbeauty`
 """
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -57,7 +58,9 @@ from hae_data.split import DEFAULT_QUICK_PER_SOURCE, DEFAULT_TEST_FRACTION
 __all__ = ["build_humanbeauty", "detect_faces", "main"]
 
 DEFAULT_OUTPUT = "out/humanbeauty"
-DEFAULT_DEMO_SOURCES = "out/demo-sources"
+#: Where a build without sources writes the embedded demo: beside its output folder.
+DEMO_FOLDER = "demo-sources"
+DEFAULT_DASK_WORKERS = 2
 MB = 2**20
 
 
@@ -297,7 +300,7 @@ def build_humanbeauty(
     hub_private: bool = True,
     task_runner: Literal["threads", "dask"] = "threads",
     dask_address: str | None = None,
-    dask_workers: int = 2,
+    dask_workers: int = DEFAULT_DASK_WORKERS,
     allow_empty: bool = False,
 ) -> dict[str, Any]:
     """Build HumanBeauty from raw sources into ``output_dir``.
@@ -338,8 +341,8 @@ def build_humanbeauty(
 
     Every option is checked before any work. The output folder must not overlap a source
     folder and must be new, empty or a previous export; one build at a time holds it (and the
-    work folder). With no sources at all, the embedded demo is written to ``out/demo-sources``
-    and built.
+    work folder). With no sources at all, the embedded demo is written to ``demo-sources``
+    beside ``output_dir`` (``out/demo-sources`` by default) and built.
     """
     log = get_run_logger()
     settings = _checked_settings(
@@ -350,6 +353,7 @@ def build_humanbeauty(
         weights=weights,
         min_face_size=min_face_size,
         shard_size=shard_size,
+        min_raters=min_raters,
         test_fraction=test_fraction,
         quick_per_source=quick_per_source,
         near_duplicate_distance=near_duplicate_distance,
@@ -364,7 +368,7 @@ def build_humanbeauty(
     if sources is None and sources_config is None and annotations is None:
         from hae_data.demo import write_demo
 
-        demo = write_demo(out.parent / Path(DEFAULT_DEMO_SOURCES).name)
+        demo = write_demo(out.parent / DEMO_FOLDER)
         sources_config = str(demo.config)
         log.info("no sources given: building the embedded demo from %s", demo.root)
     spec: BuildSpec = pipeline.read_build_spec(
@@ -507,6 +511,7 @@ def _checked_settings(
     weights: str | None,
     min_face_size: float,
     shard_size: int,
+    min_raters: int,
     test_fraction: float,
     quick_per_source: int,
     near_duplicate_distance: int | None,
@@ -529,6 +534,7 @@ def _checked_settings(
         dask_workers=dask_workers,
         hub_repo_id=hub_repo_id,
         near_duplicate_distance=near_duplicate_distance,
+        min_raters=min_raters,
     )
     settings = FaceSettings(
         device=device,
@@ -642,7 +648,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--public", action="store_true", help="create the Hub repository as public")
     p.add_argument("--task-runner", choices=("threads", "dask"), default="threads")
     p.add_argument("--dask-address", help="scheduler of an existing Dask cluster")
-    p.add_argument("--dask-workers", type=int, default=2, help="local Dask workers (%(default)s)")
+    p.add_argument(
+        "--dask-workers",
+        type=int,
+        default=DEFAULT_DASK_WORKERS,
+        help="local Dask workers (%(default)s)",
+    )
     p.add_argument(
         "--allow-empty",
         action="store_true",
@@ -654,8 +665,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _flow_options(args: argparse.Namespace, sources: dict[str, str]) -> dict[str, Any]:
-    """The flow's keyword arguments from the command line (one mapping, checked and run)."""
-    return {
+    """The flow's keyword arguments from the command line (one mapping, checked and run); the
+    options the command line does not offer keep the flow's defaults."""
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(build_humanbeauty.fn).parameters.items()
+    }
+    return defaults | {
         "sources": sources or None,
         "sources_config": args.sources_config,
         "annotations": args.annotations,
@@ -666,16 +682,12 @@ def _flow_options(args: argparse.Namespace, sources: dict[str, str]) -> dict[str
         "threshold": args.threshold,
         "long_side": args.long_side,
         "weights": args.weights,
-        "min_face_size": 0.0,
         "shard_size": args.shard_size,
         "min_raters": args.min_raters,
         "test_fraction": args.test_fraction,
-        "quick_per_source": DEFAULT_QUICK_PER_SOURCE,
         "near_duplicate_distance": (
             None if args.near_duplicate_distance < 0 else args.near_duplicate_distance
         ),
-        "shard_max_mb": DEFAULT_SHARD_MAX_BYTES // MB,
-        "row_group_max_mb": DEFAULT_ROW_GROUP_MAX_BYTES // MB,
         "hub_repo_id": args.hub_repo_id,
         "hub_private": not args.public,
         "task_runner": args.task_runner,

@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hae_data.near_duplicates import check_max_distance
 from hae_data.outdir import BuildLock, ExportFolder, check_not_overlapping
 from hae_data.pipeline.face_stage import remove_plans
 from hae_data.pipeline.stage_result import StageResult
@@ -38,6 +39,7 @@ class BuildSpec:
         if not self.sources:
             raise ValueError("no sources given: name at least one source and its root folder")
         from hae_data.protocol import check_build_sources
+        from hae_data.scores import check_min_raters
         from hae_data.sources import TRAINING_SOURCES
 
         check_build_sources(self.sources)
@@ -61,6 +63,12 @@ class BuildSpec:
                     f"source {name!r}: unknown option(s) {sorted(unknown)}; "
                     f"allowed: {sorted(allowed) or 'none'}"
                 )
+            if "min_raters" in options:
+                # Checked here too, not first in the loader, after the output folder is held.
+                try:
+                    check_min_raters(options["min_raters"])
+                except ValueError as exc:
+                    raise ValueError(f"source {name!r}: {exc}") from None
 
 
 def check_build_options(
@@ -74,6 +82,7 @@ def check_build_options(
     dask_workers: int,
     hub_repo_id: str | None = None,
     near_duplicate_distance: int | None = None,
+    min_raters: int | None = None,
 ) -> None:
     """Check a build's scalar options before any work: ``ValueError`` says which and why.
 
@@ -82,6 +91,7 @@ def check_build_options(
     :class:`hae_data.outdir.ExportFolder`.) With ``hub_repo_id``, the repository id's form and
     that a token is available are checked too, not discovered after the whole build.
     """
+    from hae_data.scores import check_min_raters
     from hae_data.split import check_split_options
 
     if shard_size < 1:
@@ -96,10 +106,9 @@ def check_build_options(
         raise ValueError(f"task_runner must be 'threads' or 'dask', got {task_runner!r}")
     if dask_workers < 1:
         raise ValueError(f"dask_workers must be >= 1, got {dask_workers}")
-    if near_duplicate_distance is not None and not 0 <= near_duplicate_distance <= 64:
-        raise ValueError(
-            f"near_duplicate_distance must be None or 0-64 bits, got {near_duplicate_distance}"
-        )
+    check_max_distance(near_duplicate_distance)
+    if min_raters is not None:
+        check_min_raters(min_raters)
     if hub_repo_id is not None:
         from hae_data.hub import check_push_target
 
@@ -204,18 +213,21 @@ def read_build_spec(
     return spec
 
 
-#: Build settings a sources config may fix, each with its check.
-_CONFIG_SETTINGS = {
-    "near_duplicate_distance": lambda v: v is None or (isinstance(v, int) and v >= 0),
+#: Build settings a sources config may fix, each with the check the flow's option has.
+_CONFIG_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "near_duplicate_distance": check_max_distance,
 }
 
 
 def _config_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The build settings of a sources config; ``ValueError`` naming a bad one."""
+    """The build settings of a sources config (they win over the flow's options), each checked
+    as that option is; ``ValueError`` naming a bad one."""
     settings = {k: raw[k] for k in _CONFIG_SETTINGS if k in raw}
-    bad = [k for k, v in settings.items() if not _CONFIG_SETTINGS[k](v)]
-    if bad:
-        raise ValueError(f"sources config: bad value for {bad}: {[settings[k] for k in bad]}")
+    for key, value in settings.items():
+        try:
+            _CONFIG_SETTINGS[key](value)
+        except ValueError as exc:
+            raise ValueError(f"sources config: {exc}") from None
     return settings
 
 

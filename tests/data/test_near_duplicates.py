@@ -203,6 +203,9 @@ def test_a_sources_config_can_fix_the_distance(tmp_path) -> None:
     assert read_build_spec(config).settings == {"near_duplicate_distance": None}
     config.write_text(f"sources: {{ava: {tmp_path}}}\n")
     assert read_build_spec(config).settings == {}
-    config.write_text(f"sources: {{ava: {tmp_path}}}\nnear_duplicate_distance: -3\n")
-    with pytest.raises(ValueError, match="near_duplicate_distance"):
-        read_build_spec(config)
+    # The config's value wins over the flow's option, so it gets the same check: 65 bits or
+    # ``true`` (an int to Python) would make every image one photo and empty the build.
+    for bad in ("-3", "65", "true", "8.5"):
+        config.write_text(f"sources: {{ava: {tmp_path}}}\nnear_duplicate_distance: {bad}\n")
+        with pytest.raises(ValueError, match="near_duplicate_distance must be None or 0-64"):
+            read_build_spec(config)

@@ -233,3 +233,6 @@ def test_build_spec_refuses_mixing_the_release_with_raw_sources(tmp_path):
         read_build_spec(sources={"ava": {"root": str(tmp_path), "options": {"bogus": 1}}})
     spec = read_build_spec(sources={"scut_fbp5500": str(tmp_path)}, min_raters=5)
     assert spec.sources["scut_fbp5500"] == (str(tmp_path), {"min_raters": 5})
+    # A per-source value is checked with the spec, before the build holds its output folder.
+    with pytest.raises(ValueError, match="'mebeauty': min_raters must be >= 1"):
+        read_build_spec(sources={"mebeauty": {"root": str(tmp_path), "options": {"min_raters": 0}}})

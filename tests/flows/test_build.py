@@ -198,6 +198,8 @@ def test_bad_arguments_fail_at_start_up(args, message, capsys):
     [
         (["--test-fraction", "2"], "test_fraction must be in (0, 1)"),
         (["--shard-size", "0"], "shard_size must be >= 1"),
+        (["--min-raters", "0"], "min_raters must be >= 1"),  # with or without a rater source
+        (["--near-duplicate-distance", "65"], "near_duplicate_distance must be None or 0-64"),
         (["--dask-workers", "0"], "dask_workers must be >= 1"),
         (["--device", "gpu"], "device must be auto, cpu, cuda or cuda:N"),
         (["--threshold", "1.5"], "threshold must be in [0, 1]"),
