@@ -33,7 +33,8 @@ from prefect.utilities.annotations import quote
 
 from hae_data import pipeline
 from hae_data.defaults import (
-    DETECTOR_BATCH_SIZE,
+    DETECTOR_BATCH_CPU,
+    DETECTOR_BATCH_GPU,
     DETECTOR_LONG_SIDE,
     FACE_THRESHOLD,
     MIN_RATERS,
@@ -284,7 +285,7 @@ def build_humanbeauty(
     output_dir: str = DEFAULT_OUTPUT,
     work_dir: str | None = None,
     device: str = "auto",
-    batch_size: int = DETECTOR_BATCH_SIZE,
+    batch_size: int | None = None,
     threshold: float = FACE_THRESHOLD,
     long_side: int = DETECTOR_LONG_SIDE,
     weights: str | None = None,
@@ -313,7 +314,7 @@ def build_humanbeauty(
         output_dir: where the export goes (Parquet shards, card, stats, plots, rejections).
         work_dir: completion files of finished shards (default ``<output_dir>/_work``).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for the face detector.
-        batch_size: detector batch size.
+        batch_size: detector batch size (default: 8 on the CPU, 128 on a GPU).
         threshold: a face counts when its confidence is at least this (SPEC 2.2).
         long_side: images are resized so their long side is at most this for detection.
         weights: RetinaFace weights (.onnx, or a .pth such as the paper's ResNet-50);
@@ -505,7 +506,7 @@ def _build(
 def _checked_settings(
     *,
     device: str,
-    batch_size: int,
+    batch_size: int | None,
     threshold: float,
     long_side: int,
     weights: str | None,
@@ -622,7 +623,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="completion files (default: OUTPUT_DIR/_work)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (%(default)s)")
     p.add_argument(
-        "--batch-size", type=int, default=DETECTOR_BATCH_SIZE, help="detector batch (%(default)s)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"detector batch (default {DETECTOR_BATCH_CPU} on the CPU, {DETECTOR_BATCH_GPU} on a "
+        "GPU)",
     )
     p.add_argument(
         "--threshold", type=float, default=FACE_THRESHOLD, help="face confidence (%(default)s)"

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from hae_data.defaults import DETECTOR_LONG_SIDE
+from hae_data.defaults import DETECTOR_BATCH_CPU, DETECTOR_BATCH_GPU, DETECTOR_LONG_SIDE
 from hae_data.faces.detectors import DEFAULT_MIN_SCORE, Detector, OnnxRetinaFace
 
 __all__ = ["check_device", "cuda_available", "load_detector"]
@@ -70,7 +70,9 @@ def load_detector(
         raise ValueError(f"weights file {path} does not exist")
     common = {"long_side": long_side, "min_score": min_score}
     if device == "cpu" and (path is None or path.suffix.lower() == ".onnx"):
-        return OnnxRetinaFace(path, threads=threads, batch_size=batch_size or 8, **common)
+        return OnnxRetinaFace(
+            path, threads=threads, batch_size=batch_size or DETECTOR_BATCH_CPU, **common
+        )
 
     from hae_data.faces import retinaface as model_lib
     from hae_data.faces.torch_backend import TorchRetinaFace
@@ -91,7 +93,7 @@ def load_detector(
             raise ValueError(str(exc)) from exc
         except Exception as exc:  # torch.load's many ways to fail on a wrong file
             raise ValueError(f"cannot read weights {path}: {exc}") from exc
-    default_batch = 128 if device.startswith("cuda") else 8
+    default_batch = DETECTOR_BATCH_GPU if device.startswith("cuda") else DETECTOR_BATCH_CPU
     return TorchRetinaFace(
         net, device=device, fp16=fp16, batch_size=batch_size or default_batch, **common
     )

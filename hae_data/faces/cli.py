@@ -19,10 +19,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hae_data.defaults import DETECTOR_LONG_SIDE, FACE_THRESHOLD
+from hae_data.defaults import (
+    DETECTOR_BATCH_CPU,
+    DETECTOR_BATCH_GPU,
+    DETECTOR_LONG_SIDE,
+    FACE_THRESHOLD,
+)
 from hae_data.faces.backends import load_detector
 from hae_data.faces.decision import FACE_REASONS, count_faces, decide
-from hae_data.faces.detectors import DEFAULT_MIN_SCORE
+from hae_data.faces.detectors import DEFAULT_MIN_SCORE, MIN_LONG_SIDE
 from hae_data.faces.filter import FaceResult, FilterStats, default_workers, detect_items
 from hae_data.images import DEFAULT_MAX_PIXELS, expand_paths
 
@@ -68,7 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="cpu (onnxruntime), cuda / cuda:N (torch, fp16), or auto (cuda when available)",
     )
-    p.add_argument("--batch-size", type=_at_least(1), default=None, help="images per batch")
+    p.add_argument(
+        "--batch-size",
+        type=_at_least(1),
+        default=None,
+        help=f"images per batch (default {DETECTOR_BATCH_CPU} on the CPU, "
+        f"{DETECTOR_BATCH_GPU} on a GPU)",
+    )
     p.add_argument(
         "--threshold",
         type=_fraction,
@@ -90,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--long-side",
-        type=_at_least(32),
+        type=_at_least(MIN_LONG_SIDE),
         default=DETECTOR_LONG_SIDE,
         help="detect on images resized to this long side at most (default %(default)s)",
     )

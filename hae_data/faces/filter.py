@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from hae_data.defaults import FACE_THRESHOLD
+from hae_data.defaults import DETECTOR_BATCH_CPU, FACE_THRESHOLD
 from hae_data.faces.decision import count_faces, decide
 from hae_data.faces.detectors import Detector
 from hae_data.images import (
@@ -176,7 +176,7 @@ def detect_items(
     peak decode memory does not grow with ``workers``.
     """
     budget = pixel_budget if isinstance(pixel_budget, PixelBudget) else PixelBudget(pixel_budget)
-    batch = batch_size or getattr(detector, "batch_size", 8)
+    batch = batch_size or getattr(detector, "batch_size", DETECTOR_BATCH_CPU)
     window = window_batches or (4 if "cuda" in getattr(detector, "name", "") else 1)
     target = batch * window
     n_workers = workers or default_workers()

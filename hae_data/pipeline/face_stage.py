@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hae_data.defaults import DETECTOR_BATCH_SIZE, DETECTOR_LONG_SIDE, FACE_THRESHOLD
+from hae_data.defaults import DETECTOR_LONG_SIDE, FACE_THRESHOLD
 from hae_data.hashing import unit_hash
 from hae_data.images import DEFAULT_DECODE_PIXEL_BUDGET
 from hae_data.pipeline.stage_result import StageResult
@@ -197,7 +197,8 @@ class FaceSettings:
     fingerprint: a build started on the CPU resumes on a GPU without detecting again."""
 
     device: str = "auto"
-    batch_size: int = DETECTOR_BATCH_SIZE
+    #: None: the device's default (``hae_data.defaults.DETECTOR_BATCH_CPU`` / ``_GPU``).
+    batch_size: int | None = None
     threshold: float = FACE_THRESHOLD
     long_side: int = DETECTOR_LONG_SIDE
     weights: str | None = None
@@ -221,12 +222,12 @@ class FaceSettings:
         ``local=False`` when detection runs elsewhere (Dask workers): the device name is
         checked, not whether this process has that device."""
         from hae_data.faces import check_device
+        from hae_data.faces.detectors import check_detector_options
 
         check_device(self.device, local=local)
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.batch_size < 1 or self.long_side < 32:
-            raise ValueError("batch_size must be >= 1 and long_side >= 32")
+        check_detector_options(long_side=self.long_side, batch_size=self.batch_size)
         if self.min_face_size < 0:
             raise ValueError(f"min_face_size must be >= 0 pixels, got {self.min_face_size}")
         if self.weights is not None and not Path(self.weights).is_file():
