@@ -29,7 +29,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,7 +42,9 @@ __all__ = [
     "BuildLock",
     "BuildRefusedError",
     "ExportFolder",
+    "atomic_path",
     "check_not_overlapping",
+    "write_text_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,10 +290,30 @@ def _plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; when the block ends without an error it
+    replaces ``path`` in one rename (a reader sees the old file or the new one, never half of
+    it), otherwise it is removed. Its name is unique to this writer (``NAME.tmp-PID-RANDOM``),
+    so two processes writing the same file at once never write into each other's."""
+    target = Path(path)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_path`; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
 
 class BuildLock:

@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from hae_data.annotate.labeling import IMAGE_FIELD, labeling_config
 from hae_data.defaults import MIN_RATERS
+from hae_data.outdir import write_text_atomic
 from hae_data.scores import check_min_raters
 from hae_data.sources.base import IMAGE_EXTENSIONS
 
@@ -161,7 +162,4 @@ def write_json(data: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``data`` as indented JSON through a temporary name, so a reader never sees half."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(out, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -28,6 +28,7 @@ from typing import Any
 from hae_data.defaults import DETECTOR_LONG_SIDE, FACE_THRESHOLD
 from hae_data.hashing import unit_hash
 from hae_data.images import DEFAULT_DECODE_PIXEL_BUDGET
+from hae_data.outdir import write_text_atomic
 from hae_data.pipeline.stage_result import StageResult
 from hae_data.records import Face, Record
 
@@ -139,11 +140,7 @@ class ShardStore:
 
     def save(self, key: str, payload: Any) -> Path:
         """Store ``payload`` (JSON-able) under ``key`` (temporary name, then rename)."""
-        path = self.path(key)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(payload), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(self.path(key), json.dumps(payload))
 
 
 def write_plans(

@@ -14,7 +14,9 @@ from hae_data.outdir import (
     BuildLock,
     BuildRefusedError,
     ExportFolder,
+    atomic_path,
     check_not_overlapping,
+    write_text_atomic,
 )
 from hae_data.records import Rejection
 from tests.data.test_export import make_records
@@ -175,3 +177,33 @@ def test_a_second_build_on_the_same_folder_is_refused_until_the_first_dies(tmp_p
     with BuildLock(out), BuildLock(out):  # released by the holder's death; re-entrant here
         pass
     export_dataset(recs, rej, out)
+
+
+def test_atomic_writes_never_leave_half_a_file_nor_share_a_temporary(tmp_path) -> None:
+    """Two processes writing one file at once each write their own temporary; a failed write
+    leaves the previous file as it was and no temporary behind."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "config.json"
+    write_text_atomic(target, "old\n")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed while writing")
+    assert target.read_text() == "old\n"
+    script = (
+        "import sys\n"
+        "from hae_data.outdir import write_text_atomic\n"
+        "for i in range(200):\n"
+        "    write_text_atomic(sys.argv[1], sys.argv[2] * 50_000 + '\\n')\n"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, str(target), letter]) for letter in "ab"
+    ]
+    seen = set()
+    while any(w.poll() is None for w in writers):
+        text = target.read_text()
+        seen.add(text[0])
+        assert text in ("a" * 50_000 + "\n", "b" * 50_000 + "\n", "old\n")
+    assert [w.returncode for w in writers] == [0, 0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
