@@ -25,6 +25,7 @@ __all__ = [
     "TRAINING_OPTIONS",
     "VOTER_INPUTS",
     "HAEConfig",
+    "check_max_tiles",
     "resolve_dtype",
 ]
 
@@ -63,6 +64,13 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     return getattr(torch, name)
+
+
+def check_max_tiles(max_tiles: int) -> None:
+    """Raise ``ValueError`` unless ``max_tiles`` is >= 1: the rule for a model's tiling and for
+    another tiling chosen at inference."""
+    if max_tiles < 1:
+        raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
 
 
 @dataclass
@@ -131,8 +139,7 @@ class HAEConfig:
     ) -> None:
         """Raise ``ValueError`` naming the first bad value of the :data:`TRAINING_OPTIONS`: the
         one check of these fields, for a config being built and for a training run's options."""
-        if max_tiles < 1:
-            raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
+        check_max_tiles(max_tiles)
         if lora_r < 1:
             raise ValueError(f"lora_r must be >= 1, got {lora_r}")
         if lora_alpha <= 0:

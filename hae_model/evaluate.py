@@ -32,10 +32,13 @@ from hae_data.records import PARTS
 from hae_model.config import OVERALL_SOURCES, resolve_dtype
 from hae_model.data import SPLITS, count_rows, list_row_groups
 from hae_model.inference import (
+    INFERENCE_BATCH_SIZE,
+    INFERENCE_WORKERS,
     ScoredImage,
     add_inference_args,
     autocast,
     autocast_dtype,
+    check_inference_options,
     inference_loader,
     prediction_level,
     resolve_device,
@@ -324,8 +327,8 @@ def evaluate(
     split: str = "test",
     output: str | os.PathLike[str] | None = None,
     parts: Sequence[str] = PARTS,
-    batch_size: int = 8,
-    num_workers: int = 2,
+    batch_size: int = INFERENCE_BATCH_SIZE,
+    num_workers: int = INFERENCE_WORKERS,
     device: str = "auto",
     text: bool = True,
     max_tiles: int | None = None,
@@ -339,8 +342,16 @@ def evaluate(
     ``model_dir`` (folders or Hub ids); returns the report and, with ``output``, writes it as
     JSON and Markdown (``.md`` beside it); with ``predictions``, the per-image predictions
     (:func:`write_predictions`). ``dtype``: the backbone's (:func:`resolve_dtype`);
-    ``questions``: see :meth:`hae_model.processing.SampleEncoder.inference_questions`. Raises
-    ``FileNotFoundError`` for a split without rows."""
+    ``questions``: see :meth:`hae_model.processing.SampleEncoder.inference_questions`. Bad
+    options raise ``ValueError`` and a split without rows ``FileNotFoundError``, both before the
+    model loads."""
+    check_inference_options(
+        precision=precision,
+        questions=questions,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        max_tiles=max_tiles,
+    )
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     groups = row_groups(resolve_data(data_dir, [split], parts), split, parts)
@@ -419,20 +430,25 @@ def main(argv: list[str] | None = None) -> int:
         help="also write every image's predictions of every head (FILE.jsonl or FILE.csv)",
     )
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH_SIZE)
+    parser.add_argument("--num-workers", type=int, default=INFERENCE_WORKERS)
     add_inference_args(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.batch_size < 1 or args.num_workers < 0:
-        parser.error("--batch-size must be >= 1 and --num-workers >= 0")
     if not args.output.endswith(".json"):
         parser.error("--output must end in .json")
     if args.predictions is not None and Path(args.predictions).suffix not in (".jsonl", ".csv"):
         parser.error("--predictions must end in .jsonl or .csv")
-    try:
+    try:  # every bad argument is a usage error (exit 2) before anything loads
+        check_inference_options(
+            precision=args.precision,
+            questions=args.questions,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            max_tiles=args.max_tiles,
+        )
         resolve_dtype(args.dtype, resolve_device(args.device))
         resolve_model(args.model)  # a Hub model is fetched (or found in the cache) here
         row_groups(resolve_data(args.data, [args.split], args.parts), args.split, args.parts)

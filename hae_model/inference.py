@@ -18,17 +18,21 @@ from torch.utils.data import DataLoader
 
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
-from hae_model.config import DTYPES, OVERALL_SOURCES
+from hae_model.config import DTYPES, OVERALL_SOURCES, check_max_tiles
 from hae_model.data import RowGroupRef, ShardStream, seed_worker
 from hae_model.model import HumanAesExpert
 from hae_model.processing import INFERENCE_QUESTIONS, SampleEncoder, collate_inference
 
 __all__ = [
+    "INFERENCE_BATCH_SIZE",
+    "INFERENCE_WORKERS",
     "PRECISIONS",
+    "SCALES",
     "ScoredImage",
     "add_inference_args",
     "autocast",
     "autocast_dtype",
+    "check_inference_options",
     "inference_loader",
     "max_answer_tokens",
     "parse_fine_grained_answer",
@@ -54,13 +58,40 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
+#: ``unit``: scores in [0, 1] as the model predicts them; ``five``: the paper's 1-5 MOS.
+SCALES = ("unit", "five")
+#: Images per batch when scoring (``evaluate``, ``score``, :func:`hae_model.load_scorer`).
+INFERENCE_BATCH_SIZE = 8
+#: Data-loading worker processes of ``evaluate``.
+INFERENCE_WORKERS = 2
 
 
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _one_of(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_inference_options(
+    *,
+    precision: str = "auto",
+    questions: str = "canonical",
+    batch_size: int = INFERENCE_BATCH_SIZE,
+    num_workers: int = INFERENCE_WORKERS,
+    max_tiles: int | None = None,
+    scale: str = "unit",
+) -> None:
+    """Raise ``ValueError`` naming the first bad option of a scoring run: the one check of
+    these, made before a model loads (``evaluate``, ``score``, :func:`hae_model.load_scorer`).
+    ``max_tiles=None`` keeps the model's own tiling."""
+    _one_of("precision", precision, PRECISIONS)
+    _one_of("questions", questions, INFERENCE_QUESTIONS)
+    _one_of("scale", scale, SCALES)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if max_tiles is not None:
+        check_max_tiles(max_tiles)
 
 
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
@@ -84,17 +115,14 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
         help="canonical: ask the first paraphrase of each question; all: average the scores "
         "over all five paraphrases (5x the language-model work)",
     )
-    parser.add_argument(
-        "--max-tiles", type=_at_least_one, default=None, help="default: the model's"
-    )
+    parser.add_argument("--max-tiles", type=int, default=None, help="default: the model's")
     parser.add_argument("--base", default=None, help="backbone location if it moved")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision``: ``auto`` is bf16 on a GPU that supports it and
     fp32 (no autocast) elsewhere; ``bf16`` forces it (also on the CPU)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    _one_of("precision", precision, PRECISIONS)
     if precision == "bf16":
         return torch.bfloat16
     if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():

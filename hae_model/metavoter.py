@@ -60,11 +60,15 @@ from typing import Any
 import torch
 
 from hae_data.hashing import unit_hash
-from hae_model.config import VOTER_INPUTS
+from hae_model.config import VOTER_INPUTS, HAEConfig
 from hae_model.heads import MetaVoter, l1_loss
 
 __all__ = [
+    "METAVOTER_BATCH",
     "METAVOTER_DATA",
+    "METAVOTER_EPOCHS",
+    "METAVOTER_LR",
+    "METAVOTER_MIN_STEPS",
     "choose_overall",
     "holdout_row",
     "in_holdout",
@@ -77,6 +81,12 @@ log = logging.getLogger(__name__)
 METAVOTER_DATA = ("holdout", "train")
 #: Folds of the cross-validation in :func:`choose_overall`.
 CV_FOLDS = 5
+#: Fitting defaults (the paper's, plus the step floor; see the module docstring); training's
+#: ``--metavoter-*`` options default to these.
+METAVOTER_EPOCHS = 10
+METAVOTER_MIN_STEPS = 1000
+METAVOTER_BATCH = 64
+METAVOTER_LR = 1e-3
 
 
 def in_holdout(image_id: str, fraction: float) -> bool:
@@ -95,10 +105,10 @@ def train_metavoter(
     inputs: torch.Tensor,
     targets: torch.Tensor,
     *,
-    epochs: int = 10,
-    min_steps: int = 1000,
-    batch_size: int = 64,
-    lr: float = 1e-3,
+    epochs: int = METAVOTER_EPOCHS,
+    min_steps: int = METAVOTER_MIN_STEPS,
+    batch_size: int = METAVOTER_BATCH,
+    lr: float = METAVOTER_LR,
     seed: int = 0,
 ) -> list[float]:
     """Train ``voter`` in place on ``inputs [N, 3]`` -> ``targets [N]``; returns the mean L1
@@ -151,7 +161,7 @@ def choose_overall(
     targets: torch.Tensor,
     keys: Sequence[str],
     *,
-    hidden: int = 16,
+    hidden: int = HAEConfig.default("metavoter_hidden"),
     seed: int = 0,
     **train_kwargs: Any,
 ) -> tuple[str, dict[str, Any]]:

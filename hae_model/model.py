@@ -151,11 +151,11 @@ class HumanAesExpert(nn.Module):
         from transformers import AutoImageProcessor, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(base)
-        check_level_tokens(tokenizer)  # before loading weights: fail fast on a wrong tokenizer
+        level_ids = check_level_tokens(tokenizer)  # before loading weights: fail fast
         backbone = load_backbone(base, dtype=dtype)
         base_ref = str(Path(base).resolve()) if Path(base).is_dir() else base
         image_processor = AutoImageProcessor.from_pretrained(base)
-        return cls.from_backbone(backbone, tokenizer, image_processor, base_ref, **overrides)
+        return cls._build(backbone, tokenizer, image_processor, base_ref, level_ids, overrides)
 
     @classmethod
     def from_backbone(
@@ -168,9 +168,22 @@ class HumanAesExpert(nn.Module):
     ) -> tuple[HumanAesExpert, SampleEncoder]:
         """Wrap an already built backbone (LoRA applied here); ``base_ref`` is where
         ``from_pretrained`` will find it again (a folder or hub id)."""
+        level_ids = check_level_tokens(tokenizer)
+        return cls._build(backbone, tokenizer, image_processor, base_ref, level_ids, overrides)
+
+    @classmethod
+    def _build(
+        cls,
+        backbone: nn.Module,
+        tokenizer: Any,
+        image_processor: Any,
+        base_ref: str,
+        level_ids: list[int],
+        overrides: dict[str, Any],
+    ) -> tuple[HumanAesExpert, SampleEncoder]:
+        # ``level_ids``: check_level_tokens(tokenizer), run once by the caller.
         from peft import LoraConfig, get_peft_model
 
-        level_ids = check_level_tokens(tokenizer)
         seq_len, tile = _vision_shape(backbone.config)
         config = HAEConfig(
             base_model=base_ref,
@@ -188,14 +201,7 @@ class HumanAesExpert(nn.Module):
             bias="none",
         )
         model = cls(get_peft_model(backbone, lora), config)
-        encoder = SampleEncoder(
-            tokenizer,
-            image_processor,
-            image_seq_length=seq_len,
-            tile_size=tile,
-            max_tiles=config.max_tiles,
-        )
-        return model, encoder
+        return model, SampleEncoder.from_config(config, tokenizer, image_processor)
 
     @classmethod
     def from_pretrained(
@@ -479,20 +485,19 @@ def load_for_inference(
 
     model = HumanAesExpert.from_pretrained(folder, base=base, dtype=dtype).to(device)
     # Another tiling for inference only: the copy checks it; the model keeps what it trained on.
-    cfg = dataclasses.replace(model.config, max_tiles=max_tiles or model.config.max_tiles)
+    tiles = model.config.max_tiles if max_tiles is None else max_tiles
+    cfg = dataclasses.replace(model.config, max_tiles=tiles)
     source = folder if (Path(folder) / "tokenizer_config.json").is_file() else cfg.base_model
-    encoder = SampleEncoder(
-        AutoTokenizer.from_pretrained(str(source)),
-        AutoImageProcessor.from_pretrained(str(source)),
-        image_seq_length=cfg.image_seq_length,
-        tile_size=cfg.tile_size,
-        max_tiles=cfg.max_tiles,
-    )
-    if encoder.level_token_ids != list(cfg.level_token_ids):
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    level_ids = check_level_tokens(tokenizer)
+    if level_ids != list(cfg.level_token_ids):
         raise ValueError(
-            f"{folder}: the tokenizer's level tokens {encoder.level_token_ids} differ from the "
+            f"{folder}: the tokenizer's level tokens {level_ids} differ from the "
             f"checkpoint's {cfg.level_token_ids}; wrong tokenizer or base model?"
         )
+    encoder = SampleEncoder.from_config(
+        cfg, tokenizer, AutoImageProcessor.from_pretrained(str(source))
+    )
     return model, encoder
 
 

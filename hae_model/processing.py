@@ -28,6 +28,7 @@ import torch
 from annotation_schema import Standard, load_standard
 from hae_data.images import ImageDecodeError, decode_image
 from hae_data.records import PARTS
+from hae_model.config import HAEConfig
 
 __all__ = [
     "IGNORE_INDEX",
@@ -99,6 +100,8 @@ class SampleEncoder:
     processor; its PIL flavour works without torchvision). ``image_seq_length`` is the number of
     image tokens per tile and ``tile_size`` the tile side in pixels; ``max_tiles`` is the
     dynamic-tiling maximum (1: one resized tile, no thumbnail), checked by :class:`HAEConfig`.
+    ``level_token_ids``: what :func:`check_level_tokens` gave for this tokenizer, when the
+    caller has already checked it (:meth:`from_config`); checked here otherwise.
     """
 
     def __init__(
@@ -108,7 +111,8 @@ class SampleEncoder:
         *,
         image_seq_length: int,
         tile_size: int,
-        max_tiles: int = 12,
+        max_tiles: int,
+        level_token_ids: Sequence[int] | None = None,
         standard: Standard | None = None,
     ) -> None:
         self.tokenizer = tokenizer
@@ -117,7 +121,11 @@ class SampleEncoder:
         self.tile_size = tile_size
         self.max_tiles = max_tiles
         self.standard = standard or load_standard()
-        self.level_token_ids = check_level_tokens(tokenizer, self.standard)
+        self.level_token_ids = (
+            check_level_tokens(tokenizer, self.standard)
+            if level_token_ids is None
+            else list(level_token_ids)
+        )
         self.prefix_ids = _ids(tokenizer, self.standard.overall_prefix)
         self.img_start = getattr(tokenizer, "start_image_token", None) or _IMG_START
         self.img_end = getattr(tokenizer, "end_image_token", None) or _IMG_END
@@ -131,6 +139,20 @@ class SampleEncoder:
         self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
         self.has_chat_template = bool(getattr(tokenizer, "chat_template", None))
         self._prompt_cache: dict[tuple[str, int], list[int]] = {}
+
+    @classmethod
+    def from_config(cls, config: HAEConfig, tokenizer: Any, image_processor: Any) -> SampleEncoder:
+        """The encoder of a model with ``config`` (its tiling and image tokens). The tokenizer
+        must be the one ``config.level_token_ids`` were checked on (when the model was built, or
+        by :func:`hae_model.model.load_for_inference`): they are not checked again."""
+        return cls(
+            tokenizer,
+            image_processor,
+            image_seq_length=config.image_seq_length,
+            tile_size=config.tile_size,
+            max_tiles=config.max_tiles,
+            level_token_ids=config.level_token_ids,
+        )
 
     # -- pieces -----------------------------------------------------------------------------
 

@@ -30,8 +30,8 @@ from typing import Any, TextIO
 from annotation_schema import load_standard
 from hae_data.images import IMAGE_SUFFIXES
 from hae_model.config import OVERALL_SOURCES
-from hae_model.inference import add_inference_args
-from hae_model.scorer import SCALES, find_images, load_scorer
+from hae_model.inference import INFERENCE_BATCH_SIZE, SCALES, add_inference_args
+from hae_model.scorer import find_images, load_scorer
 
 __all__ = ["OUTPUT_KINDS", "csv_columns", "csv_row", "main"]
 
@@ -145,12 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale", choices=SCALES, default="unit", help="unit: 0-1; five: the paper's 1-5 MOS"
     )
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH_SIZE)
     add_inference_args(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.batch_size < 1:
-        parser.error("--batch-size must be >= 1")
     if args.output is not None and Path(args.output).suffix not in OUTPUT_KINDS:
         parser.error(f"--output {args.output}: must end in {' or '.join(OUTPUT_KINDS)}")
     images: list[str] = []

@@ -34,21 +34,22 @@ from hae_data.hashing import content_id
 from hae_data.images import ImageDecodeError, expand_paths, read_image
 from hae_model.config import OVERALL_SOURCES, resolve_dtype
 from hae_model.inference import (
+    INFERENCE_BATCH_SIZE,
+    SCALES,
     autocast,
     autocast_dtype,
+    check_inference_options,
     levels_of,
     resolve_device,
     score_batches,
 )
 from hae_model.model import HumanAesExpert
-from hae_model.processing import INFERENCE_QUESTIONS, SampleEncoder, collate_inference
+from hae_model.processing import SampleEncoder, collate_inference
 
 __all__ = ["SCALES", "ImageInput", "Scorer", "find_images", "load_scorer"]
 
 log = logging.getLogger(__name__)
 
-#: ``unit``: scores in [0, 1] as the model predicts them; ``five``: the paper's 1-5 MOS.
-SCALES = ("unit", "five")
 ImageInput = str | os.PathLike[str] | Image.Image
 
 
@@ -97,14 +98,12 @@ class Scorer:
         precision: str = "auto",
         text: bool = True,
         questions: str = "canonical",
-        batch_size: int = 8,
+        batch_size: int = INFERENCE_BATCH_SIZE,
         scale: str = "unit",
     ) -> None:
-        if scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        encoder.inference_questions(questions)  # a bad value fails before any image is read
+        check_inference_options(
+            precision=precision, questions=questions, batch_size=batch_size, scale=scale
+        )
         self.model = model
         self.encoder = encoder
         self.device = device
@@ -191,7 +190,7 @@ def load_scorer(
     precision: str = "auto",
     text: bool = True,
     questions: str = "canonical",
-    batch_size: int = 8,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     scale: str = "unit",
     base: str | None = None,
     max_tiles: int | None = None,
@@ -214,15 +213,13 @@ def load_scorer(
 
     dev = resolve_device(device)
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else resolve_dtype(dtype, dev)
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    if questions not in INFERENCE_QUESTIONS:
-        raise ValueError(
-            f"questions must be one of {', '.join(INFERENCE_QUESTIONS)}, got {questions!r}"
-        )
-    if max_tiles is not None and max_tiles < 1:
-        raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
-    autocast_dtype(precision, dev)  # a bad precision fails before loading
+    check_inference_options(
+        precision=precision,
+        questions=questions,
+        batch_size=batch_size,
+        max_tiles=max_tiles,
+        scale=scale,
+    )
     folder = resolve_model(model, revision=revision, cache_dir=cache_dir)
     net, encoder = load_for_inference(
         folder, base=base, device=dev, dtype=torch_dtype, max_tiles=max_tiles

@@ -65,7 +65,11 @@ from hae_model.inference import (
     score_batches,
 )
 from hae_model.metavoter import (
+    METAVOTER_BATCH,
     METAVOTER_DATA,
+    METAVOTER_EPOCHS,
+    METAVOTER_LR,
+    METAVOTER_MIN_STEPS,
     choose_overall,
     holdout_row,
     in_holdout,
@@ -156,10 +160,10 @@ class TrainConfig:
     metavoter_data: str = "holdout"
     #: Share of the training split kept out of stage 1 for the MetaVoter (``holdout`` only).
     metavoter_holdout: float = 0.1
-    metavoter_epochs: int = 10
-    metavoter_min_steps: int = 1000
-    metavoter_batch: int = 64
-    metavoter_lr: float = 1e-3
+    metavoter_epochs: int = METAVOTER_EPOCHS
+    metavoter_min_steps: int = METAVOTER_MIN_STEPS
+    metavoter_batch: int = METAVOTER_BATCH
+    metavoter_lr: float = METAVOTER_LR
     extra: dict[str, Any] = field(default_factory=dict)
 
     def model_options(self) -> dict[str, Any]:

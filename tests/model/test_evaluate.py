@@ -4,7 +4,7 @@ import torch
 
 from annotation_schema import load_standard
 from hae_data.levels import score_to_level
-from hae_model.evaluate import build_report, markdown_report
+from hae_model.evaluate import build_report, evaluate, main, markdown_report
 from hae_model.inference import levels_of, parse_fine_grained_answer, parse_overall_answer
 from hae_model.metrics import level_metrics, regression_metrics
 
@@ -173,3 +173,31 @@ def test_an_item_without_an_exported_level_is_skipped_not_rebinned():
     items[1]["level"] = None
     report = build_report(items, text=False)
     assert report["images"] == 3 and "no exported level" in report["skipped"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"num_workers": -1}, "num_workers must be >= 0"),
+        ({"precision": "fp16"}, "precision must be one of"),
+        ({"questions": "some"}, "questions must be one of"),
+        ({"max_tiles": 0}, "max_tiles must be >= 1"),
+    ],
+)
+def test_evaluate_rejects_bad_options_before_anything_loads(tmp_path, option, message):
+    # Neither folder exists: a check made after looking for them would fail differently.
+    with pytest.raises(ValueError, match=message):
+        evaluate(tmp_path / "no-model", tmp_path / "no-data", **option)
+
+
+def test_evaluate_cli_reports_bad_options_as_usage_errors(tmp_path, capsys):
+    argv = ["--model", str(tmp_path), "--data", str(tmp_path), "--output", "r.json"]
+    for bad, message in [
+        (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--max-tiles", "0"], "max_tiles must be >= 1"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, *bad])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err

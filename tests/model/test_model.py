@@ -242,6 +242,8 @@ def test_save_load_gives_identical_outputs(built, rows, tmp_path):
     )
     for name in ("lm", "regression", "expert", "metavoter", "dimensions"):
         assert torch.allclose(getattr(before, name), getattr(after, name), atol=1e-6), name
+    with pytest.raises(ValueError, match="max_tiles must be >= 1"):  # 0 is not "the model's"
+        load_for_inference(tmp_path / "ckpt", max_tiles=0)
     # Saving again over the same folder replaces it cleanly.
     model.save_pretrained(tmp_path / "ckpt", encoder)
     assert not [p for p in (tmp_path / "ckpt").iterdir() if p.name.startswith(".staging")]

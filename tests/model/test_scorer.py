@@ -119,6 +119,11 @@ def test_bad_arguments_fail_before_the_model_loads(model_dir, tmp_path):
         load_scorer(model_dir, dtype="fp8")
     with pytest.raises(ValueError, match="questions"):
         load_scorer(model_dir, questions="some")
+    # Checked before the folder is even looked at (it holds no model here).
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        load_scorer(tmp_path, batch_size=0)
+    with pytest.raises(ValueError, match="max_tiles must be >= 1"):
+        load_scorer(tmp_path, max_tiles=0)
     with pytest.raises(FileNotFoundError, match=r"no config\.json"):
         load_scorer(tmp_path)
 
@@ -158,7 +163,8 @@ def test_score_cli_reads_folders_and_writes_csv_and_jsonl(model_dir, images, tmp
         (["--output", str(tmp_path / "s.txt"), str(images[0])], "must end in .jsonl or .csv"),
         ([str(empty)], "a folder without image files"),
         (["--dtype", "fp8", str(images[0])], "invalid choice"),
-        (["--max-tiles", "0", str(images[0])], "--max-tiles: must be >= 1"),
+        (["--max-tiles", "0", str(images[0])], "max_tiles must be >= 1"),
+        (["--batch-size", "0", str(images[0])], "batch_size must be >= 1"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main([*base, *bad])
