@@ -106,6 +106,7 @@ class ReleaseSource(Source):
         title="HumanBeauty public release (label.jsonl)",
         part="overall+fine_grained",
         scale=(0.0, 1.0),
+        # The authors' count, a fact of the released data: not this build's MIN_RATERS.
         raters="scores already normalised by the authors; 12-dimension rows are means of "
         "at least 9 raters",
         licence="As distributed by the HumanAesExpert authors; research use. Images keep the "
