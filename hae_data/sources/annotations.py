@@ -10,17 +10,20 @@ SPEC 2.4), with its JSON Schema in ``annotation_schema/annotation_row.schema.jso
   ``<root>/annotations.parquet``, or any number of ``*.csv`` / ``*.parquet`` files in
   ``<root>/annotations/`` (read in name order, for example one file per annotation batch);
   ``annotations`` overrides the location;
-- ``image`` is the image's path relative to ``<root>/images/``.
+- ``image`` is the image's path relative to ``<root>/images/``; when ``images/`` does not hold
+  them, the folder holding the most is searched for under the root, and ``images_dir``
+  overrides.
 
 Score: 12 MOS values per image, the mean of its raters' ratings per dimension, computed by
-:func:`hae_data.scores.aggregate_mos`; an image needs ``min_raters`` (default 9) valid ratings
-(``too_few_raters`` otherwise). A rating row is rejected with a reason when it has the wrong
-number of fields (``malformed_row``), an empty image or rater id (``malformed_rating_row``), a
-value that is not a number (``non_numeric_rating``) or outside [0, 1] (``rating_out_of_range``);
-the detail of each of these quotes the JSON Schema's own messages
-(:func:`annotation_schema.validate_annotation_row`). The same rater rating the same image twice
-drops both rows (``duplicate_rating``). Extra columns are ignored with a warning; a missing
-dimension column is a :class:`~hae_data.sources.base.SourceFormatError` naming it.
+:func:`hae_data.scores.aggregate_mos`; an image needs ``min_raters`` (default
+:data:`hae_data.defaults.MIN_RATERS`) valid ratings (``too_few_raters`` otherwise). A rating
+row is rejected with a reason when it has the wrong number of fields (``malformed_row``), an
+empty image or rater id (``malformed_rating_row``), a value that is not a number
+(``non_numeric_rating``) or outside [0, 1] (``rating_out_of_range``); the detail of each of
+these quotes the JSON Schema's own messages (:func:`annotation_schema.validate_annotation_row`).
+The same rater rating the same image twice drops both rows (``duplicate_rating``). Extra
+columns are ignored with a warning; a missing dimension column is a
+:class:`~hae_data.sources.base.SourceFormatError` naming it.
 
 Rater reliability (:mod:`hae_data.reliability`): every pass computes Krippendorff's alpha per
 dimension and each rater's correlation with the others' leave-one-out mean on the valid rows,
@@ -88,6 +91,13 @@ log = logging.getLogger(__name__)
 _ID_COLUMNS = ("image", "rater")
 
 
+def _image_names(df: pd.DataFrame) -> list[str]:
+    """The distinct non-empty ``image`` values of the rows read, in file order."""
+    if not len(df):
+        return []
+    return [n for n in dict.fromkeys(str(i).strip() for i in df["image"].dropna()) if n]
+
+
 class AnnotationSource(RaterSource):
     """Per-rater 12-dimension annotations (CSV or Parquet) and ``images/``."""
 
@@ -96,13 +106,14 @@ class AnnotationSource(RaterSource):
         title="HumanBeauty-50K (12-dimension annotations)",
         part="fine_grained",
         scale=(0.0, 1.0),
-        raters="at least 9 raters per image, 12 dimensions each",
+        raters=f"at least {MIN_RATERS} raters per image, 12 dimensions each",
         licence="As distributed by the HumanAesExpert authors; research use.",
         citation="Liao et al. HumanAesExpert: Advancing a Multi-Modality Foundation Model for "
         "Human Image Aesthetic Assessment. arXiv 2503.23907, 2025.",
         homepage="https://humanaesexpert.github.io/HumanAesExpert/",
         use="annotations",
     )
+    image_folders = ("images",)
 
     def __init__(
         self,
@@ -110,11 +121,11 @@ class AnnotationSource(RaterSource):
         *,
         min_raters: int = MIN_RATERS,
         annotations: str | None = None,
-        images_dir: str | None = None,
+        images_dir: str | os.PathLike[str] | None = None,
         min_rater_correlation: float | None = None,
         min_rater_images: int = DEFAULT_MIN_IMAGES,
     ) -> None:
-        super().__init__(root, min_raters=min_raters)
+        super().__init__(root, min_raters=min_raters, images_dir=images_dir)
         if min_rater_correlation is not None and not -1.0 <= min_rater_correlation <= 1.0:
             raise ValueError(
                 f"min_rater_correlation must be in [-1, 1], got {min_rater_correlation}"
@@ -127,7 +138,11 @@ class AnnotationSource(RaterSource):
         self.reliability: ReliabilityReport | None = None
         self.keys = load_standard().keys
         self.files = self._annotation_files(annotations)
-        self.images = self._images_dir(images_dir, ["images"])
+
+    def label_names(self) -> list[str]:
+        """The rated images (reads every annotation file; :meth:`iter_items` reads them once)."""
+        df, _, _ = self.ratings()
+        return _image_names(df)
 
     def _annotation_files(self, option: str | None) -> list[Path]:
         candidates = (
@@ -292,7 +307,9 @@ class AnnotationSource(RaterSource):
         df, clean, row_rejections = self.ratings()
         clean, unreliable = self._screen_raters(clean)
         row_rejections.extend(unreliable)
-        images = {str(i).strip() for i in df["image"].dropna()} if len(df) else set()
+        names = _image_names(df)
+        self.discover_images(names)
+        images = set(names)
         to_path = {i: self.images / i for i in images if i}
         yield from self._fix_mos_rejections(row_rejections, to_path)
         result = self._mos(clean, self.keys)

@@ -15,8 +15,9 @@ read the file as ISO-8859-1, so it is decoded as UTF-8 when valid and as Latin-1
 
 **Not confirmed** (``layout_confirmed=False``): the image folder inside the downloaded archive.
 A public mirror names it ``APDDv2images/``; ``APDDv2images``, ``images`` and ``APDDv2-images``
-are tried in that order and ``images_dir`` overrides. File names are the CSV's ``filename``
-(32 hex characters plus ``.jpg``/``.png``).
+are tried (the one holding the most of the CSV's file names wins, the earlier on a tie),
+failing those the folder holding the most is searched for under the root, and ``images_dir``
+overrides. File names are the CSV's ``filename`` (32 hex characters plus ``.jpg``/``.png``).
 
 Score: ``Total aesthetic score``, 0-100, higher is better; each is the mean of the scores of
 several artists (85,191 score labels over 10,023 images in all, attributes included); the ten
@@ -36,7 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from hae_data.records import Record, Rejection
-from hae_data.sources.base import RowError, Source, SourceInfo, iter_scored_csv, parse_score
+from hae_data.sources.base import (
+    RowError,
+    Source,
+    SourceInfo,
+    csv_column,
+    iter_scored_csv,
+    parse_score,
+)
 from hae_data.sources.fixtures import (
     FixtureImages,
     FixtureManifest,
@@ -92,8 +100,12 @@ class Apddv2Source(Source):
         layout_confirmed=False,
     )
 
-    def __init__(self, root: str | os.PathLike[str], *, images_dir: str | None = None) -> None:
-        super().__init__(root)
+    image_folders = ("APDDv2images", "images", "APDDv2-images")
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(root, images_dir=images_dir)
         found = self._find(["APDDv2-10023.csv"], what="APDDv2-10023.csv", required=False)
         if found is None:
             others = sorted(self.root.glob("APDDv2*.csv"))
@@ -102,7 +114,10 @@ class Apddv2Source(Source):
             self._find(["APDDv2-10023.csv"], what="the APDDv2 label CSV")
         assert found is not None
         self.labels = found
-        self.images = self._images_dir(images_dir, ["APDDv2images", "images", "APDDv2-images"])
+
+    def label_names(self) -> Iterator[str]:
+        """The ``filename`` column of the label CSV."""
+        return csv_column([self.labels], "filename", title=self.info.title, text=_decode)
 
     def iter_items(self) -> Iterator[Record | Rejection]:
         """Stream the label CSV."""

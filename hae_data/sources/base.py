@@ -36,11 +36,11 @@ UTF-32 without a byte-order mark); UTF-8 (with or without a BOM) and UTF-16/32 w
 read.
 
 Where the images are: each loader lists the image folders of the layouts it knows
-(``image_folders``) and every loader accepts ``images_dir``. When no known folder holds the
-label file's images, :func:`discover_image_folder` searches under the root (bounded depth,
-symlinked folders not followed, so the search never leaves the root) for the folder holding
-the most of them; the choice and the share of label rows it matched are logged, and kept as
-``Source.image_choice`` for ``inspect``.
+(``image_folders``) and accepts ``images_dir`` (all but the release's, which has one folder per
+part). When no known folder holds the label file's images, :func:`discover_image_folder`
+searches under the root (bounded depth, symlinked folders not followed, so the search never
+leaves the root) for the folder holding the most of them; the choice and the share of label rows
+it matched are logged, and kept as ``Source.image_choice`` for ``inspect``.
 """
 
 from __future__ import annotations
@@ -598,27 +598,6 @@ class Source(ABC):
                 f"is this the dataset root as distributed? See `python -m hae_data.sources list`."
             )
         return None
-
-    def _images_dir(self, option: str | None, candidates: Sequence[str]) -> Path:
-        """The image folder: ``option`` if given, else the first existing candidate.
-
-        When none exists the first candidate is used anyway, so every item becomes a
-        ``missing_file`` rejection that names the folder, rather than the load stopping.
-        """
-        if option is not None:
-            folder = Path(option)
-            return folder if folder.is_absolute() else self.root / folder
-        for cand in candidates:
-            if (self.root / cand).is_dir():
-                return self.root / cand
-        folder = self.root / candidates[0]
-        log.warning(
-            "%s: no image folder found (looked for %s); every item will be rejected as "
-            "missing_file",
-            self.info.title,
-            ", ".join(candidates),
-        )
-        return folder
 
     def _record(
         self,

@@ -31,16 +31,19 @@ image column (first of ``file``, ``image``, ``image_name``, ``filename``, ``img`
 (first of ``participant_id``, ``rater``, ``rater_id``, ``user``, ``user_id``,
 ``participant``, ``annotator``, ``worker_id``; ``rater_col``), the rating column (first of
 ``response``, ``rating``, ``score``, ``aesthetic``, ``aesthetic_score``, ``value``;
-``rating_col``), ``images_dir`` (``images/``, ``imgs/``, ``img/``), ``split_file``. An image
-value without an extension is looked up with ``.jpg``, ``.jpeg`` and ``.png``. When the table
-has no rater column it is read as one summary score per image instead.
+``rating_col``), the image folder (whichever of ``images/``, ``imgs/``, ``img/`` holds the most
+of the split's images, failing those the folder holding the most under the root;
+``images_dir``), ``split_file``. An image value without an extension is looked up with
+``.jpg``, ``.jpeg`` and ``.png``. When the table has no rater column it is read as one summary
+score per image instead.
 
 Score: the visual-analogue rating, 0-100 (``scale`` overrides), higher is better. The MOS is
 computed here from the per-rater rows (:func:`hae_data.scores.aggregate_mos`, ``min_raters``
-default 9; LAPIS has about 24 per image). Licence: access on request, research use under the
-authors' terms. Citation: Maerten, Chen, De Winter, Bossens, Wagemans. LAPIS: a novel dataset
-for personalized image aesthetic assessment. CVPR Workshops (CVEU) 2025. Homepage / how to
-obtain: https://github.com/Anne-SofieMaerten/LAPIS (request form linked there).
+default :data:`hae_data.defaults.MIN_RATERS`; LAPIS has about 24 per image). Licence: access on
+request, research use under the authors' terms. Citation: Maerten, Chen, De Winter, Bossens,
+Wagemans. LAPIS: a novel dataset for personalized image aesthetic assessment. CVPR Workshops
+(CVEU) 2025. Homepage / how to obtain: https://github.com/Anne-SofieMaerten/LAPIS (request form
+linked there).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,17 @@ def _name(value: str) -> str:
     return value.strip().replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def _lookup_names(names: Iterable[str]) -> list[str]:
+    """The distinct names as the image folder holds them, for choosing that folder.
+
+    LAPIS's images are ``.jpg``: a name without an image extension (an ``image_id`` column) is
+    counted as one, and :meth:`LapisSource._resolve` still tries every extension once the
+    folder is chosen.
+    """
+    unique = dict.fromkeys(n for n in names if n)
+    return [n if Path(n).suffix.lower() in _EXTENSIONS else f"{n}.jpg" for n in unique]
+
+
 def _in_split(name: str, members: set[str]) -> bool:
     # A list may name images with or without their extension.
     return name in members or Path(name).stem in members
@@ -146,6 +160,7 @@ class LapisSource(RaterSource):
         use="zero_shot",
         layout_confirmed=False,
     )
+    image_folders = ("images", "imgs", "img")
 
     def __init__(
         self,
@@ -153,7 +168,7 @@ class LapisSource(RaterSource):
         *,
         min_raters: int = MIN_RATERS,
         ratings_file: str | None = None,
-        images_dir: str | None = None,
+        images_dir: str | os.PathLike[str] | None = None,
         image_col: str | None = None,
         rater_col: str | None = None,
         rating_col: str | None = None,
@@ -161,7 +176,7 @@ class LapisSource(RaterSource):
         split: str = "test",
         split_file: str | None = None,
     ) -> None:
-        super().__init__(root, min_raters=min_raters)
+        super().__init__(root, min_raters=min_raters, images_dir=images_dir)
         self.scale = tuple(scale) if scale is not None else self.info.scale
         if split not in LAPIS_SPLITS:
             raise ValueError(f"LAPIS: split must be one of {list(LAPIS_SPLITS)}, got {split!r}")
@@ -198,7 +213,11 @@ class LapisSource(RaterSource):
                 f"{list(IMAGE_COLUMNS)}) and a rating column (one of {list(RATING_COLUMNS)}); "
                 "pass ratings_file / image_col / rating_col"
             )
-        self.images = self._images_dir(images_dir, ["images", "imgs", "img"])
+
+    def label_names(self) -> list[str]:
+        """The split's rated images (reads the ratings table; :meth:`iter_items` reads it once)."""
+        rows, _, _ = self._split_rows(self._members())
+        return _lookup_names(name for name, _, _ in rows)
 
     def _resolve(self, name: str, index: DirectoryIndex) -> Path:
         if Path(name).suffix.lower() not in _EXTENSIONS:
@@ -213,20 +232,23 @@ class LapisSource(RaterSource):
             return None
         return {_name(line) for _, line in read_text_lines(self.split_file) if _name(line)}
 
-    def iter_items(self) -> Iterator[Record | Rejection]:
-        """MOS per image of the split from the per-rater rows (or the summary score when there
-        are none)."""
+    def _split_rows(
+        self, members: set[str] | None
+    ) -> tuple[list[tuple[str, str, str]], list[Rejection], set[str]]:
+        """The ratings table's ``(image, rater, rating)`` rows of images in ``members`` (all when
+        None), the rejections of its malformed rows, and the rated images left out."""
         assert self.ratings_file is not None
         required = [self.image_col, self.rating_col] + ([self.rater_col] if self.rater_col else [])
         labels = CsvLabels(self.ratings_file, required, title=self.info.title)
         where = relpath(self.ratings_file, self.root)
-        index = DirectoryIndex(self.images)
-        members = self._members()
         rows: list[tuple[str, str, str]] = []
+        malformed: list[Rejection] = []
         outside: set[str] = set()
         for line, row, _fields, problem in labels.rows():
             if row is None:
-                yield self._reject(f"{where}:{line}", "malformed_row", f"{where}:{line}: {problem}")
+                malformed.append(
+                    self._reject(f"{where}:{line}", "malformed_row", f"{where}:{line}: {problem}")
+                )
                 continue
             name = _name(row[self.image_col])
             if members is not None and name and not _in_split(name, members):
@@ -234,6 +256,18 @@ class LapisSource(RaterSource):
                 continue
             rater = row[self.rater_col].strip() if self.rater_col else ""
             rows.append((name, rater, row[self.rating_col]))
+        return rows, malformed, outside
+
+    def iter_items(self) -> Iterator[Record | Rejection]:
+        """MOS per image of the split from the per-rater rows (or the summary score when there
+        are none)."""
+        assert self.ratings_file is not None
+        where = relpath(self.ratings_file, self.root)
+        members = self._members()
+        rows, malformed, outside = self._split_rows(members)
+        yield from malformed
+        self.discover_images(_lookup_names(name for name, _, _ in rows))
+        index = DirectoryIndex(self.images)
         if members is not None:
             log.info(
                 "LAPIS: reading the %s split (%d images listed in %s); %d rated images of other "

@@ -47,7 +47,19 @@ IMAGE_FOLDER = {
     ("agiqa_3k", "AGIQA-3K"): "AGIQA-3K",
     ("agiqa_3k", "flat"): ".",
 }
+#: The image folder of the sources found in one layout only (no ``layout=``).
+SINGLE_LAYOUT_FOLDER = {"humanbeauty_50k": "images", "apddv2": "APDDv2images", "lapis": "images"}
+#: Sources without an ``images_dir`` option, and why.
+NO_IMAGES_DIR = {
+    "humanbeauty_release": "one images/ folder per part (HumanBeauty-58K, HumanBeauty-50K): a "
+    "single images_dir cannot name both",
+}
 CASES = [(name, layout) for name, layouts in LAYOUTS.items() for layout in layouts]
+
+
+def default_image_folder(name: str) -> str:
+    """Where the fixture's default layout keeps the images, relative to the root."""
+    return IMAGE_FOLDER[name, LAYOUTS[name][0]] if name in LAYOUTS else SINGLE_LAYOUT_FOLDER[name]
 
 
 def check_load(
@@ -80,6 +92,25 @@ def run_inspect(
 def test_every_source_has_its_layouts_listed() -> None:
     assert {n for n, _ in CASES} == set(TRAINING_SOURCES)  # the six of HumanBeauty-58K
     assert set(IMAGE_FOLDER) == set(CASES)
+    assert {*LAYOUTS, *SINGLE_LAYOUT_FOLDER, *NO_IMAGES_DIR} == set(SOURCES)
+
+
+@pytest.mark.parametrize("name", list(SINGLE_LAYOUT_FOLDER))
+def test_single_layout_source_reports_its_image_folder(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = write_fixture(name, tmp_path)
+    check_load(name, tmp_path, manifest)
+    source = SOURCES[name](tmp_path)
+    source.load()
+    choice = source.image_choice
+    assert choice is not None and choice.how == "layout"
+    assert choice.folder == (tmp_path / SINGLE_LAYOUT_FOLDER[name]).resolve()
+    report = run_inspect(capsys, name, tmp_path)
+    assert report["kept"] == manifest.kept
+    assert report["rejected_by_reason"] == manifest.rejected
+    assert report["image_folder"]["folder"] == SINGLE_LAYOUT_FOLDER[name]
+    assert report["warnings"] == []
 
 
 @pytest.mark.parametrize(("name", "layout"), CASES, ids=[f"{n}-{lay}" for n, lay in CASES])
@@ -202,6 +233,9 @@ def move_images(root: Path, old: str, new: str) -> None:
         ("mebeauty", "original_images"),
         ("baid", "images"),
         ("agiqa_3k", "images"),
+        ("humanbeauty_50k", "images"),
+        ("apddv2", "APDDv2images"),
+        ("lapis", "images"),
     ],
 )
 def test_unknown_image_folder_is_found_by_search(
@@ -262,13 +296,21 @@ def test_search_never_leaves_the_root_nor_goes_too_deep(tmp_path: Path) -> None:
     assert len(records) == 3 and not rejections
 
 
-@pytest.mark.parametrize("name", list(LAYOUTS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.skip(reason=NO_IMAGES_DIR[n]))
+        if n in NO_IMAGES_DIR
+        else n
+        for n in SOURCES
+    ],
+)
 def test_every_loader_takes_images_dir(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "root"
     manifest = write_fixture(name, root, broken=False, n=4)
-    folder = root / IMAGE_FOLDER[name, LAYOUTS[name][0]]
+    folder = root / default_image_folder(name)
     pics = tmp_path / "pics"
     folder.rename(pics)
     source = SOURCES[name](root, images_dir=str(pics))
@@ -278,6 +320,13 @@ def test_every_loader_takes_images_dir(
     report = run_inspect(capsys, name, root, f"images_dir={pics}")
     assert report["kept"] == manifest.kept
     assert report["image_folder"]["how"] == "images_dir"
+
+
+@pytest.mark.parametrize("name", list(NO_IMAGES_DIR))
+def test_sources_without_one_image_folder_refuse_images_dir(name: str, tmp_path: Path) -> None:
+    write_fixture(name, tmp_path, broken=False, n=4)
+    with pytest.raises(TypeError, match="images_dir"):
+        SOURCES[name](tmp_path, images_dir="images")
 
 
 # -- encodings and odd bytes --------------------------------------------------------------
