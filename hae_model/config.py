@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hae_data.outdir import write_text_atomic
+
 if TYPE_CHECKING:
     import torch
 
@@ -161,10 +163,7 @@ class HAEConfig:
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``config.json`` into ``folder`` (via a temporary name); returns its path."""
         path = Path(folder) / CONFIG_NAME
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> HAEConfig:

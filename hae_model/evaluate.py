@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from annotation_schema import load_standard
+from hae_data.outdir import atomic_path, write_text_atomic
 from hae_data.records import PARTS
 from hae_model.config import OVERALL_SOURCES, resolve_dtype
 from hae_model.data import SPLITS, count_rows, list_row_groups
@@ -288,17 +289,14 @@ def write_predictions(rows: Sequence[dict[str, Any]], path: str | os.PathLike[st
     column per dimension, ``target <name>`` for the exported dimension scores)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix == ".csv":
-        flat = [_flat(r) for r in rows]
-        columns = list(dict.fromkeys(k for r in flat for k in r))
-        with tmp.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(flat)
-    else:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, out)
+    if out.suffix != ".csv":
+        return write_text_atomic(out, "".join(json.dumps(r) + "\n" for r in rows))
+    flat = [_flat(r) for r in rows]
+    columns = list(dict.fromkeys(k for r in flat for k in r))
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(flat)
     return out
 
 
@@ -313,9 +311,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 def _keep_last_evaluation(report: dict[str, Any], folder: Path) -> None:
     """A copy of the report in the model folder: the model card of a push shows it."""
     try:
-        tmp = folder / f"{EVALUATION_FILE}.tmp"
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, folder / EVALUATION_FILE)
+        write_text_atomic(folder / EVALUATION_FILE, json.dumps(report, indent=2) + "\n")
     except OSError as exc:  # a read-only model folder still gets its evaluation
         log.warning("could not keep the report in %s: %s", folder, exc)
 
@@ -390,9 +386,7 @@ def evaluate(
     if output is not None:
         out = Path(output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_text_atomic(out, json.dumps(report, indent=2) + "\n")
         title = f"HumanAesExpert evaluation: {Path(str(data_dir)).name} / {split}"
         md = markdown_report(report, title)
         out.with_suffix(".md").write_text(md, encoding="utf-8")
