@@ -63,15 +63,20 @@ REASON = "near_duplicate"
 HASH_BITS = 64
 
 
-def check_max_distance(max_distance: int | None) -> int | None:
+def check_max_distance(
+    max_distance: int | None, name: str = "near_duplicate_distance"
+) -> int | None:
     """``max_distance`` if it is None (the stage off) or a whole number of bits in 0-64; a
-    ``ValueError`` naming it otherwise (64 or more would group every image as one photo)."""
+    ``ValueError`` naming it (as ``name``) otherwise: more bits than a hash has would group every
+    image as one photo."""
     if max_distance is None:
         return None
-    if isinstance(max_distance, bool) or not isinstance(max_distance, int):
-        raise ValueError(f"near_duplicate_distance must be None or 0-64 bits, got {max_distance!r}")
-    if not 0 <= max_distance <= HASH_BITS:
-        raise ValueError(f"near_duplicate_distance must be None or 0-64 bits, got {max_distance}")
+    if (
+        isinstance(max_distance, bool)
+        or not isinstance(max_distance, int)
+        or not 0 <= max_distance <= HASH_BITS
+    ):
+        raise ValueError(f"{name} must be None or 0-{HASH_BITS} bits, got {max_distance!r}")
     return max_distance
 
 
@@ -165,7 +170,7 @@ def drop_near_duplicates(
     Records without a hash (their detections were stored by an older version) are kept as they
     are and counted under ``unhashed``. ``max_distance=None`` turns the stage off.
     """
-    check_max_distance(max_distance)
+    check_max_distance(max_distance, "max_distance")
     recs = sorted(records, key=lambda r: (r.source, r.file_name))
     for rec in recs:
         rec.duplicate_group = None  # decided afresh from this build's images
