@@ -151,11 +151,11 @@ class HumanAesExpert(nn.Module):
         from transformers import AutoImageProcessor, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(base)
-        level_ids = check_level_tokens(tokenizer)  # before loading weights: fail fast
+        check_level_tokens(tokenizer)  # before loading weights: fail fast on a wrong tokenizer
         backbone = load_backbone(base, dtype=dtype)
         base_ref = str(Path(base).resolve()) if Path(base).is_dir() else base
         image_processor = AutoImageProcessor.from_pretrained(base)
-        return cls._build(backbone, tokenizer, image_processor, base_ref, level_ids, overrides)
+        return cls.from_backbone(backbone, tokenizer, image_processor, base_ref, **overrides)
 
     @classmethod
     def from_backbone(
@@ -168,22 +168,9 @@ class HumanAesExpert(nn.Module):
     ) -> tuple[HumanAesExpert, SampleEncoder]:
         """Wrap an already built backbone (LoRA applied here); ``base_ref`` is where
         ``from_pretrained`` will find it again (a folder or hub id)."""
-        level_ids = check_level_tokens(tokenizer)
-        return cls._build(backbone, tokenizer, image_processor, base_ref, level_ids, overrides)
-
-    @classmethod
-    def _build(
-        cls,
-        backbone: nn.Module,
-        tokenizer: Any,
-        image_processor: Any,
-        base_ref: str,
-        level_ids: list[int],
-        overrides: dict[str, Any],
-    ) -> tuple[HumanAesExpert, SampleEncoder]:
-        # ``level_ids``: check_level_tokens(tokenizer), run once by the caller.
         from peft import LoraConfig, get_peft_model
 
+        level_ids = check_level_tokens(tokenizer)
         seq_len, tile = _vision_shape(backbone.config)
         config = HAEConfig(
             base_model=base_ref,
